@@ -1,0 +1,5 @@
+"""``python -m gitstore_agents``."""
+
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,62 @@
+"""``gitstore-agents dev``: run everything on a bundled nats-server."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from ..embedded import run_dev
+from ..telemetry import configure_logging
+
+
+def register(commands: Any) -> None:
+    """Add the ``dev`` command."""
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "dev",
+        help="run nats-server and every role locally (Ctrl-C to stop)",
+        description=(
+            "Start a bundled nats-server with JetStream, provision streams and consumers, "
+            "and run the planner and markdown-compiler roles. With --demo, publish the "
+            "sample git event, print the validation requests it produced, and exit."
+        ),
+    )
+    parser.add_argument(
+        "--demo", action="store_true", help="publish one event, print results, exit"
+    )
+    parser.add_argument(
+        "--event",
+        type=Path,
+        default=Path("examples/git-push.json"),
+        help="git event JSON for --demo (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(".gitstore-dev"),
+        help="folder for JetStream data and the server config (default: %(default)s)",
+    )
+    parser.add_argument("--port", type=int, default=-1, help="client port (default: a free one)")
+    parser.add_argument("--timeout", type=float, default=30.0, help="--demo wait, seconds")
+    parser.add_argument("--log-level", default="WARNING", help="log level (default: %(default)s)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Execute ``dev``."""
+    configure_logging(json=False, level=args.log_level)
+    if args.demo and not args.event.is_file():
+        print(
+            f"gitstore-agents dev: --event {args.event} is not a file "
+            "(run from the repository root or pass --event)"
+        )
+        return 2
+    return asyncio.run(
+        run_dev(
+            args.data_dir,
+            demo_event=args.event if args.demo else None,
+            port=args.port,
+            timeout_s=args.timeout,
+        )
+    )
