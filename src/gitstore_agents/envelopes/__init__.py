@@ -5,8 +5,10 @@ keys, compact), so its sha256 is the same in Python and in Go.
 """
 
 from . import _headers as headers
+from ._audit import AuditDecision, AuditRecord
 from ._canonical import canonical_digest, canonical_json, sha256_digest
 from ._codec import EnvelopeError, decode
+from ._failure import DeadLetter, FailureDiagnostic, Stage
 from ._git_blob import BlobMismatchError, git_blob_oid, verify_blob
 from ._git_event import Blob, GitEvent
 from ._subjects import SubjectError, Subjects, subject_token, task_kind
@@ -20,11 +22,16 @@ from ._task import (
 )
 
 __all__ = [
+    "AuditDecision",
+    "AuditRecord",
     "Blob",
     "BlobMismatchError",
+    "DeadLetter",
     "EnvelopeError",
+    "FailureDiagnostic",
     "GitEvent",
     "Limits",
+    "Stage",
     "SubjectError",
     "Subjects",
     "TaskInput",
