@@ -22,7 +22,7 @@ MODULES = {MARKDOWN_COMPILE: "sha256:" + "ab" * 32}
 
 def test_one_task_per_changed_markdown_blob_in_path_order() -> None:
     tasks = plan_tasks(example_event(), "evt-1", MODULES)
-    assert [t.input.path for t in tasks] == [
+    assert [t.path for t in tasks] == [
         "products/trail-collection.md",
         "products/trail-runner-gtx.md",
     ]

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import msgspec
 import structlog
 from nats.aio.msg import Msg
 
 from ..envelopes import (
     EnvelopeError,
     GitEvent,
+    MarkdownInput,
     Subjects,
-    TaskInput,
     TaskRequest,
     canonical_digest,
     canonical_json,
@@ -53,7 +54,7 @@ def plan_tasks(event: GitEvent, source_key: str, modules: Mapping[str, str]) -> 
         if blob.content is None:
             raise EnvelopeError(f"blobs[path={blob.path!r}].content is required for markdown files")
         verify_blob(blob.path, blob.blob_oid, blob.content.encode())
-        task_input = TaskInput(path=blob.path, content=blob.content)
+        task_input = msgspec.to_builtins(MarkdownInput(path=blob.path, content=blob.content))
         input_digest = canonical_digest(task_input)
         key = derive_idempotency_key(source_key, MARKDOWN_COMPILE, input_digest, module_digest)
         tasks.append(
@@ -64,6 +65,7 @@ def plan_tasks(event: GitEvent, source_key: str, modules: Mapping[str, str]) -> 
                 source_event_id=event.event_id,
                 repository_id=event.repository_id,
                 commit_sha=event.new_commit_sha,
+                path=blob.path,
                 module_digest=module_digest,
                 input=task_input,
                 input_digest=input_digest,

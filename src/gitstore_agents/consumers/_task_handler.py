@@ -61,6 +61,8 @@ class TaskHandler:
             timeout_ms=task.limits.timeout_ms,
             memory_bytes=task.limits.memory_bytes,
         )
+        if task.input is None:
+            return Decision(settle=Settle.TERM, reason="input_ref is not supported yet")
         stdin = canonical_json(task.input)
         loop = asyncio.get_running_loop()
         result = await loop.run_in_executor(
@@ -80,6 +82,7 @@ class TaskHandler:
             source_event_id=task.source_event_id,
             repository_id=task.repository_id,
             commit_sha=task.commit_sha,
+            path=task.path,
             module_digest=task.module_digest,
             input_digest=task.input_digest,
             output=msgspec.Raw(output),

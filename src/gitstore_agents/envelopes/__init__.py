@@ -14,7 +14,7 @@ from ._git_event import Blob, GitEvent
 from ._subjects import SubjectError, Subjects, subject_token, task_kind
 from ._task import (
     Limits,
-    TaskInput,
+    MarkdownInput,
     TaskRequest,
     Usage,
     ValidationRequest,
@@ -31,10 +31,10 @@ __all__ = [
     "FailureDiagnostic",
     "GitEvent",
     "Limits",
+    "MarkdownInput",
     "Stage",
     "SubjectError",
     "Subjects",
-    "TaskInput",
     "TaskRequest",
     "Usage",
     "ValidationRequest",

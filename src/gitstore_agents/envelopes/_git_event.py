@@ -14,11 +14,14 @@ class Blob(msgspec.Struct, frozen=True, kw_only=True):
         path: Repository-relative path, e.g. ``products/trail-runner.md``.
         blob_oid: Git blob object id (sha1 hex) of the new content.
         content: The file's text, inline while it is small enough.
+        ref: Instead of ``content``: ``sha256:<hex>`` of the file's bytes in the
+            content object store.
     """
 
     path: str
     blob_oid: str
     content: str | None = None
+    ref: str | None = None
 
 
 class GitEvent(msgspec.Struct, frozen=True, kw_only=True):

@@ -11,8 +11,8 @@ from ._canonical import canonical_json, sha256_digest
 SCHEMA_VERSION = "1.0"
 
 
-class TaskInput(msgspec.Struct, frozen=True, kw_only=True):
-    """What a task module reads on stdin (content addressed by its digest).
+class MarkdownInput(msgspec.Struct, frozen=True, kw_only=True):
+    """stdin document of a ``markdown.compile`` task.
 
     Attributes:
         path: The catalog file the task is about.
@@ -40,10 +40,18 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class TaskRequest(msgspec.Struct, frozen=True, kw_only=True):
-    """One unit of work: run ``module_digest`` on ``input``.
+    """One unit of work: run ``module_digest`` with ``input`` on stdin.
 
     Every field is a pure function of the source event and the module, so a
     replayed event derives byte-identical tasks (and the same idempotency key).
+
+    Attributes:
+        path: The catalog file this task is about (for diagnostics and policy).
+        input: The module's stdin document, inline.
+        input_ref: Instead of ``input``: ``sha256:<hex>`` of the canonical input
+            stored in the content object store (large inputs).
+        input_digest: ``sha256`` of the canonical JSON of the input document.
+        parent_key: Idempotency key of the task whose output this task consumes.
     """
 
     schema_version: str = SCHEMA_VERSION
@@ -53,12 +61,15 @@ class TaskRequest(msgspec.Struct, frozen=True, kw_only=True):
     source_event_id: str
     repository_id: str
     commit_sha: str
+    path: str
     module_digest: str
-    input: TaskInput
+    input: dict[str, Any] | None = None
+    input_ref: str | None = None
     input_digest: str
     limits: Limits = msgspec.field(default_factory=Limits)
     logical_time: str
     seed: int
+    parent_key: str | None = None
 
 
 class Usage(msgspec.Struct, frozen=True, kw_only=True):
@@ -83,6 +94,7 @@ class ValidationRequest(msgspec.Struct, frozen=True, kw_only=True):
     source_event_id: str
     repository_id: str
     commit_sha: str
+    path: str
     module_digest: str
     input_digest: str
     output: msgspec.Raw
