@@ -67,7 +67,7 @@ async def test_git_event_yields_one_validation_request_per_markdown_file(
     assert len(stored) == 2, "exactly one validation request per changed markdown file"
     requests = {r.output_digest: r for r in (decode(b, ValidationRequest) for b in stored)}
     outputs = {
-        json.loads(r.output)["resource"]["metadata"]["name"]: json.loads(r.output)
+        json.loads(bytes(r.output))["resource"]["metadata"]["name"]: json.loads(bytes(r.output))
         for r in requests.values()
     }
     assert set(outputs) == {"trail-runner-gtx", "trail-essentials"}
