@@ -23,9 +23,9 @@ from ._catalog import (
     CatalogResource,
     CompiledResource,
     CompiledSource,
+    FieldError,
     MdastNode,
     ResourceMetadata,
-    ValidationErrorItem,
     ValidationErrors,
 )
 from ._codec import (
@@ -100,6 +100,7 @@ __all__ = [
     "ExtensionRef",
     "ExtensionRunInput",
     "FailureDiagnostic",
+    "FieldError",
     "GitEvent",
     "Limits",
     "MarkdownInput",
@@ -112,7 +113,6 @@ __all__ = [
     "Subjects",
     "TaskRequest",
     "Usage",
-    "ValidationErrorItem",
     "ValidationErrors",
     "ValidationRequest",
     "canonical_digest",

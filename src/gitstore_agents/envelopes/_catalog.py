@@ -128,7 +128,7 @@ class CompiledResource(msgspec.Struct, frozen=True, kw_only=True):
     source: CompiledSource
 
 
-class ValidationErrorItem(msgspec.Struct, frozen=True, kw_only=True):
+class FieldError(msgspec.Struct, frozen=True, kw_only=True):
     """One reason a module rejected its input, in GitStore's validation error shape.
 
     Attributes:
@@ -151,4 +151,4 @@ class ValidationErrors(msgspec.Struct, frozen=True, kw_only=True):
         errors: At least one error, sorted by field.
     """
 
-    errors: Annotated[list[ValidationErrorItem], msgspec.Meta(min_length=1)]
+    errors: Annotated[list[FieldError], msgspec.Meta(min_length=1)]

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import msgspec
 
+from ._catalog import FieldError
 from ._types import (
     Code,
     Count,
@@ -17,11 +18,11 @@ from ._types import (
     SchemaVersion,
     Text,
     Timestamp,
-    Token,
-    Uuid,
 )
 
 SCHEMA_VERSION = "1.0"
+
+Ref = Annotated[str, msgspec.Meta(max_length=1024)]
 
 
 class Stage(enum.StrEnum):
@@ -29,6 +30,7 @@ class Stage(enum.StrEnum):
 
     DECODE = "decode"
     ADMISSION = "admission"
+    LEDGER = "ledger"
     SANDBOX = "sandbox"
     OUTPUT_CHECK = "output-check"
     PUBLISH = "publish"
@@ -52,6 +54,7 @@ class FailureDiagnostic(msgspec.Struct, frozen=True, kw_only=True):
         module_digest: The module that ran, if one did.
         input_digest: The input it read.
         stderr_tail: Last lines the module wrote to stderr, if it ran.
+        errors: Field errors of a module that rejected its input (exit code 65).
         occurred_at: When the attempt failed (UTC).
     """
 
@@ -62,12 +65,15 @@ class FailureDiagnostic(msgspec.Struct, frozen=True, kw_only=True):
     message: Text
     attempt: Positive
     retryable: bool
-    idempotency_key: Digest | None = None
-    task_id: Token | None = None
-    source_event_id: Uuid | None = None
-    module_digest: Digest | None = None
-    input_digest: Digest | None = None
+    # References stay plain strings: a diagnostic may be about input whose ids
+    # are themselves malformed, and it must still be publishable and readable.
+    idempotency_key: Ref | None = None
+    task_id: Ref | None = None
+    source_event_id: Ref | None = None
+    module_digest: Ref | None = None
+    input_digest: Ref | None = None
     stderr_tail: list[Text] = msgspec.field(default_factory=list)
+    errors: list[FieldError] = msgspec.field(default_factory=list)
     occurred_at: Timestamp
 
 

@@ -107,11 +107,11 @@ class Subjects(msgspec.Struct, frozen=True, kw_only=True):
         """Subject of validation requests produced by tasks of ``kind``."""
         return f"{self.prefix}.validation.{task_kind(kind)}"
 
-    def failures(self, kind: str) -> str:
+    def failure(self, kind: str) -> str:
         """Subject of failure diagnostics about work of ``kind``."""
         return f"{self.prefix}.failures.{task_kind(kind)}"
 
-    def dlq(self, kind: str) -> str:
+    def dead_letter(self, kind: str) -> str:
         """Subject of dead letters of work of ``kind``."""
         return f"{self.prefix}.dlq.{task_kind(kind)}"
 
@@ -135,7 +135,7 @@ class Subjects(msgspec.Struct, frozen=True, kw_only=True):
         """Wildcard over every failure diagnostic."""
         return f"{self.prefix}.failures.>"
 
-    def dlq_all(self) -> str:
+    def dead_letters_all(self) -> str:
         """Wildcard over every dead letter."""
         return f"{self.prefix}.dlq.>"
 
