@@ -15,6 +15,7 @@ from gitstore_agents.envelopes import (
     GitEvent,
     SchemaVersionError,
     TaskRequest,
+    ValidationRequest,
     canonicalize,
     decode,
     decode_json,
@@ -215,3 +216,20 @@ def test_format_timestamp_matches_the_pattern_and_go() -> None:
     event = _example("GitEvent.handwritten.json")
     event["occurred_at"] = format_timestamp()
     decode(_encode(event), GitEvent)
+
+
+def test_validation_output_must_match_its_digest() -> None:
+    data = (EXAMPLES / "ValidationRequest.json").read_bytes()
+    request = _example("ValidationRequest.json")
+    request["output"]["resource"]["metadata"]["name"] = "forged"
+    with pytest.raises(EnvelopeError, match="sha256 of the canonical output") as caught:
+        decode(_encode(request), ValidationRequest)
+    assert caught.value.field == "$.output_digest"
+    request = _example("ValidationRequest.json")
+    request["output"]["weight"] = 0.3
+    with pytest.raises(EnvelopeError, match="float") as caught:
+        decode(_encode(request), ValidationRequest)
+    assert caught.value.field == "$.output"
+    # Whitespace around the embedded output does not matter: its canonical form does.
+    pretty = json.dumps(json.loads(data), indent=2).encode()
+    assert decode(pretty, ValidationRequest).output_digest == json.loads(data)["output_digest"]

@@ -18,10 +18,10 @@ from typing import Any, TypeVar, cast
 import msgspec
 
 from ..errors import GitStoreAgentsError
-from ._canonical import canonical_json
+from ._canonical import canonical_json, sha256_digest
 from ._catalog import CompiledResource, MdastNode
 from ._strict import strict_check
-from ._task import TaskRequest
+from ._task import TaskRequest, ValidationRequest
 from ._types import PATTERN_NAMES, UINT64_MAX
 
 T = TypeVar("T")
@@ -95,10 +95,24 @@ def _check_task(value: TaskRequest) -> tuple[str, str] | None:
     return None
 
 
+def _check_validation(value: ValidationRequest) -> tuple[str, str] | None:
+    # ``output`` is embedded verbatim (not parsed by the envelope decoder), so
+    # its canonical form and its digest are checked here.
+    try:
+        output = canonicalize(bytes(value.output), what="output")
+    except EnvelopeError as exc:
+        return "$.output", exc.message
+    actual = sha256_digest(output)
+    if actual != value.output_digest:
+        return "$.output_digest", f"Expected the sha256 of the canonical output, {actual}"
+    return None
+
+
 # Rules a JSON Schema states but msgspec's types do not, per payload type.
 _EXTRA_CHECKS: dict[type, Callable[[Any], tuple[str, str] | None]] = {
     CompiledResource: _check_compiled,
     TaskRequest: _check_task,
+    ValidationRequest: _check_validation,
 }
 
 
