@@ -60,7 +60,7 @@ async def test_a_corrupted_object_is_a_permanent_named_error(
 ) -> None:
     ref = sha256_digest(b"what the ref promises")
     # Someone writes other bytes under that name, bypassing ContentStore.put.
-    raw = await nc.jetstream().object_store(store._store._name)
+    raw = await nc.jetstream().object_store(store.bucket)
     await raw.put(object_name(ref), b"something else entirely")
     with pytest.raises(ContentDigestMismatchError, match=object_name(ref)) as caught:
         await store.get(ref)
@@ -86,8 +86,8 @@ async def test_open_without_create_names_the_missing_bucket(nc: Client) -> None:
 
 async def test_small_payloads_travel_inline_large_ones_by_ref(store: ContentStore) -> None:
     store.inline_limit = 16
-    assert (await store.place(b"small")).content == b"small"
-    placed = await store.place(b"l" * 17)
+    assert (await store.inline_or_ref(b"small")).content == b"small"
+    placed = await store.inline_or_ref(b"l" * 17)
     assert placed.content is None
     assert placed.ref is not None
     assert await store.get(placed.ref) == b"l" * 17

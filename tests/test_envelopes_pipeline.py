@@ -127,9 +127,12 @@ async def test_handwritten_event_is_planned_into_a_task(planner: Planner) -> Non
     }
     assert task.logical_time == event.occurred_at
     assert headers.read_headers(sent).msg_id == task.idempotency_key
-    # The hand-written payload and the committed golden task agree to the byte.
+    # The hand-written payload derives the committed golden task's input and key.
     golden = decode((EXAMPLES / "TaskRequest.json").read_bytes(), TaskRequest)
-    assert task == golden
+    assert (task.input_digest, task.idempotency_key) == (
+        golden.input_digest,
+        golden.idempotency_key,
+    )
 
 
 async def test_blob_sent_by_ref_is_resolved_and_verified(planner: Planner) -> None:
@@ -147,7 +150,7 @@ async def test_tampered_content_is_terminated_not_planned(planner: Planner) -> N
     ref = event.blobs[0].ref
     assert ref is not None
     # Bytes that do not hash to the ref, stored under its name behind the store's back.
-    raw = await planner.nc.jetstream().object_store(planner.content._store._name)
+    raw = await planner.nc.jetstream().object_store(planner.content.bucket)
     await raw.put(object_name(ref), b"---\nkind: Product\n---\n# forged\n")
     await _publish_as_documented(planner.nc, planner.topology, BY_REF.read_bytes())
     await eventually(planner.settled, lambda s: s == (0, 0), what="the event to be settled")

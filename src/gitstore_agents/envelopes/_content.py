@@ -112,6 +112,8 @@ class ContentStore:
         timeout_s: float = DEFAULT_TIMEOUT_S,
     ) -> None:
         self._store = store
+        # nats-py keeps the bucket name private; tools and tests need it.
+        self.bucket: str = store._name
         self.inline_limit = inline_limit
         self._timeout_s = timeout_s
 
@@ -205,7 +207,7 @@ class ContentStore:
             raise ContentDigestMismatchError(f"object {name} holds bytes hashing to {actual}")
         return data
 
-    async def place(self, data: bytes) -> Placement:
+    async def inline_or_ref(self, data: bytes) -> Placement:
         """Inline ``data`` up to the inline limit, else store it and return its ref."""
         if len(data) <= self.inline_limit:
             return Placement(content=data)
