@@ -9,6 +9,7 @@ import structlog
 from nats.aio.msg import Msg
 
 from ..envelopes import (
+    ContentStore,
     EnvelopeError,
     GitEvent,
     MarkdownInput,
@@ -19,6 +20,7 @@ from ..envelopes import (
     decode,
     derive_idempotency_key,
     headers,
+    resolve_blobs,
     verify_blob,
 )
 from ..errors import GitStoreAgentsError
@@ -82,20 +84,30 @@ class PlannerHandler:
     Args:
         subjects: Subject scheme to publish tasks under.
         modules: Module digest per task kind.
+        content: Resolves blobs sent by ``ref`` (None: only inline content is accepted).
     """
 
-    def __init__(self, subjects: Subjects, modules: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        subjects: Subjects,
+        modules: Mapping[str, str],
+        content: ContentStore | None = None,
+    ) -> None:
         self._subjects = subjects
         self._modules = dict(modules)
+        self._content = content
 
     async def __call__(self, msg: Msg) -> Decision:
         """Plan the tasks of one git event message."""
         try:
-            event = decode(msg.data, GitEvent)
+            headers.check_headers(headers.read_headers(msg.headers), "GitEvent")
+            event = await resolve_blobs(decode(msg.data, GitEvent), self._content)
             source_key = headers.get_header(msg.headers, headers.MSG_ID) or event.event_id
             tasks = plan_tasks(event, source_key, self._modules)
         except GitStoreAgentsError as exc:
-            return Decision(settle=Settle.TERM, reason=str(exc))
+            # An unreachable content store may answer later; anything else never will.
+            settle = Settle.NAK if exc.retryable else Settle.TERM
+            return Decision(settle=settle, nak_delay_s=1.0, reason=str(exc))
         outbound = tuple(
             Outbound(
                 subject=self._subjects.task(task.kind),

@@ -9,6 +9,7 @@ import nats
 import structlog
 from nats.aio.client import Client
 
+from ..envelopes import ContentStore
 from ..errors import ConfigError
 from ..guardrails import PublishBoundary
 from ..sandbox import ModuleRegistry, Sandbox
@@ -66,6 +67,7 @@ class Runtime:
         self._nc = await nats.connect(self.nats_url, name="gitstore-agents")
         js = self._nc.jetstream()
         await provision_streams(js, self.topology)
+        content = await ContentStore.open(js)
         self._sandbox = Sandbox()
         registry = ModuleRegistry(self._sandbox)
         digests = registry.register_reference_modules()
@@ -80,7 +82,7 @@ class Runtime:
                     durable=PLANNER,
                     filter_subject=subjects.git_push_all(),
                 )
-                handler = PlannerHandler(subjects, modules)
+                handler = PlannerHandler(subjects, modules, content)
                 allowed = [subjects.tasks_all()]
             else:
                 spec = ConsumerSpec(

@@ -1,18 +1,66 @@
 """Envelopes: the msgspec contracts between the control plane and the workers.
 
-Every envelope is a frozen msgspec Struct encoded as canonical JSON (sorted
-keys, compact), so its sha256 is the same in Python and in Go.
+Every envelope is a frozen msgspec Struct with a ``schema_version``, decoded
+only through ``decode`` (bounded, exact, one error type) and encoded as
+canonical JSON (sorted keys, compact, no floats), so its sha256 is the same in
+Python and in Go. ``docs/contracts.md`` is the reference for the Go side;
+``schemas/`` holds the JSON Schemas ``gitstore-agents schema export`` writes.
 """
 
 from . import _headers as headers
 from ._audit import AuditDecision, AuditRecord
-from ._canonical import canonical_digest, canonical_json, sha256_digest
-from ._codec import EnvelopeError, decode
+from ._canonical import (
+    CanonicalFormError,
+    canonical_digest,
+    canonical_json,
+    is_digest,
+    sha256_digest,
+)
+from ._catalog import (
+    API_VERSION,
+    EXIT_REJECTED,
+    RESOURCE_KINDS,
+    CatalogResource,
+    CompiledResource,
+    CompiledSource,
+    FieldError,
+    MdastNode,
+    ResourceMetadata,
+    ValidationErrors,
+)
+from ._codec import (
+    MAX_ENVELOPE_BYTES,
+    SUPPORTED_MAJOR,
+    EnvelopeError,
+    SchemaVersionError,
+    canonicalize,
+    decode,
+    decode_json,
+)
+from ._content import (
+    CONTENT_BUCKET,
+    DEFAULT_INLINE_LIMIT,
+    DEFAULT_MAX_CONTENT_BYTES,
+    ContentDigestMismatchError,
+    ContentError,
+    ContentMissingError,
+    ContentStore,
+    ContentStoreUnavailableError,
+    ContentTooLargeError,
+    Placement,
+    object_name,
+    resolve_blobs,
+    resolve_task_input,
+)
 from ._failure import DeadLetter, FailureDiagnostic, Stage
 from ._git_blob import BlobMismatchError, git_blob_oid, verify_blob
 from ._git_event import Blob, GitEvent
-from ._subjects import SubjectError, Subjects, subject_token, task_kind
+from ._schema import SCHEMA_TYPES, export_schemas, json_schema, schema_files, stale_schemas
+from ._subjects import SubjectError, Subjects, event_token, subject_token, task_kind
 from ._task import (
+    CatalogEnrichInput,
+    ExtensionRef,
+    ExtensionRunInput,
     Limits,
     MarkdownInput,
     TaskRequest,
@@ -20,31 +68,72 @@ from ._task import (
     ValidationRequest,
     derive_idempotency_key,
 )
+from ._types import format_timestamp
 
 __all__ = [
+    "API_VERSION",
+    "CONTENT_BUCKET",
+    "DEFAULT_INLINE_LIMIT",
+    "DEFAULT_MAX_CONTENT_BYTES",
+    "EXIT_REJECTED",
+    "MAX_ENVELOPE_BYTES",
+    "RESOURCE_KINDS",
+    "SCHEMA_TYPES",
+    "SUPPORTED_MAJOR",
     "AuditDecision",
     "AuditRecord",
     "Blob",
     "BlobMismatchError",
+    "CanonicalFormError",
+    "CatalogEnrichInput",
+    "CatalogResource",
+    "CompiledResource",
+    "CompiledSource",
+    "ContentDigestMismatchError",
+    "ContentError",
+    "ContentMissingError",
+    "ContentStore",
+    "ContentStoreUnavailableError",
+    "ContentTooLargeError",
     "DeadLetter",
     "EnvelopeError",
+    "ExtensionRef",
+    "ExtensionRunInput",
     "FailureDiagnostic",
+    "FieldError",
     "GitEvent",
     "Limits",
     "MarkdownInput",
+    "MdastNode",
+    "Placement",
+    "ResourceMetadata",
+    "SchemaVersionError",
     "Stage",
     "SubjectError",
     "Subjects",
     "TaskRequest",
     "Usage",
+    "ValidationErrors",
     "ValidationRequest",
     "canonical_digest",
     "canonical_json",
+    "canonicalize",
     "decode",
+    "decode_json",
     "derive_idempotency_key",
+    "event_token",
+    "export_schemas",
+    "format_timestamp",
     "git_blob_oid",
     "headers",
+    "is_digest",
+    "json_schema",
+    "object_name",
+    "resolve_blobs",
+    "resolve_task_input",
+    "schema_files",
     "sha256_digest",
+    "stale_schemas",
     "subject_token",
     "task_kind",
     "verify_blob",

@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import enum
+from typing import Annotated
 
 import msgspec
 
+from ._types import Digest, Kind, Name, Positive, SchemaVersion, Text, Timestamp, Token, Uuid
+
 SCHEMA_VERSION = "1.0"
+
+TraceId = Annotated[
+    str, msgspec.Meta(pattern=r"^[0-9a-f]{32}$", description="W3C trace id (32 hex).")
+]
+SpanId = Annotated[
+    str, msgspec.Meta(pattern=r"^[0-9a-f]{16}$", description="W3C span id (16 hex).")
+]
 
 
 class AuditDecision(enum.StrEnum):
@@ -31,19 +41,35 @@ class AuditRecord(msgspec.Struct, frozen=True, kw_only=True):
 
     Published to ``<prefix>.audit.<event_id>`` on a stream that denies delete
     and purge. Never carries payloads: only digests and sizes.
+
+    Attributes:
+        schema_version: Contract version, ``1.0``.
+        event_id: The git event the decision is about (the subject's last token).
+        decision: What was decided.
+        role: The deciding role, e.g. ``planner``.
+        worker_id: The deciding worker process.
+        reason: Why, naming codes and limits (never payloads).
+        idempotency_key: The task's key, when the decision is about a task.
+        task_id: The task's id.
+        kind: The task's kind.
+        attempt: Delivery attempt (1-based).
+        refs: Related digests and ids by name (``module_digest``, ``output_digest``, …).
+        trace_id: W3C trace id of the decision's span.
+        span_id: W3C span id of the decision's span.
+        at: When the decision was made (UTC).
     """
 
-    schema_version: str = SCHEMA_VERSION
-    event_id: str
+    schema_version: SchemaVersion = SCHEMA_VERSION
+    event_id: Uuid
     decision: AuditDecision
-    role: str
-    worker_id: str
-    reason: str = ""
-    idempotency_key: str | None = None
-    task_id: str | None = None
-    kind: str | None = None
-    attempt: int | None = None
-    refs: dict[str, str] = msgspec.field(default_factory=dict)
-    trace_id: str | None = None
-    span_id: str | None = None
-    at: str
+    role: Token
+    worker_id: Name
+    reason: Text = ""
+    idempotency_key: Digest | None = None
+    task_id: Token | None = None
+    kind: Kind | None = None
+    attempt: Positive | None = None
+    refs: dict[str, Text] = msgspec.field(default_factory=dict)
+    trace_id: TraceId | None = None
+    span_id: SpanId | None = None
+    at: Timestamp

@@ -1,8 +1,17 @@
 """The subject scheme, built in one place from a configurable prefix.
 
-``<prefix>.events.git.push.<repository_id>``  git events (control plane)
-``<prefix>.tasks.<kind>``                     task requests (planner)
-``<prefix>.validation.<kind>``                validation requests (task roles)
+| subject | carries | published by |
+|---|---|---|
+| ``<prefix>.events.git.push.<repository_id>`` | ``GitEvent`` | the control plane |
+| ``<prefix>.tasks.<kind>`` | ``TaskRequest`` | the planner |
+| ``<prefix>.validation.<kind>`` | ``ValidationRequest`` | task roles |
+| ``<prefix>.failures.<kind>`` | ``FailureDiagnostic`` | every role |
+| ``<prefix>.dlq.<kind>`` | ``DeadLetter`` | every role |
+| ``<prefix>.audit.<event_id>`` | ``AuditRecord`` | every role |
+
+Every token that comes from data is validated: a wildcard (``*``, ``>``), a dot,
+whitespace or a control character in a repository id or kind would change which
+subscribers see the message, or break the protocol line.
 """
 
 from __future__ import annotations
@@ -12,44 +21,74 @@ import re
 import msgspec
 
 from ..errors import GitStoreAgentsError
+from ._types import KIND_PATTERN, TOKEN_PATTERN, UUID_PATTERN
 
-# A token is what sits between dots; wildcards, whitespace and dots injected
-# from a repository id or kind would change which subscribers see the message.
-_TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
-_KIND = re.compile(r"^[a-z0-9-]+(\.[a-z0-9-]+)*$")
+_TOKEN = re.compile(TOKEN_PATTERN)
+_KIND = re.compile(KIND_PATTERN)
+_UUID = re.compile(UUID_PATTERN)
+MAX_TOKEN_LENGTH = 128
+MAX_KIND_LENGTH = 64
 
 
 class SubjectError(GitStoreAgentsError):
     """A subject token came from data and is not safe to publish on."""
 
     code = "subject-invalid"
+    retryable = False
 
 
 def subject_token(value: str, *, field: str) -> str:
     """Return ``value`` if it is a single safe subject token.
 
     Raises:
-        SubjectError: naming ``field`` when the value holds wildcards, dots or spaces.
+        SubjectError: naming ``field`` when the value holds wildcards, dots,
+            spaces or control characters, or is empty or too long.
     """
-    if not _TOKEN.match(value):
+    if len(value) > MAX_TOKEN_LENGTH or _TOKEN.fullmatch(value) is None:
         raise SubjectError(
             f"{field}={value!r} is not a valid subject token "
-            "(allowed: letters, digits, '-' and '_')"
+            f"(1-{MAX_TOKEN_LENGTH} letters, digits, '-' and '_')"
         )
     return value
 
 
 def task_kind(value: str) -> str:
-    """Return ``value`` if it is a valid task kind (dot-separated lowercase tokens)."""
-    if not _KIND.match(value):
-        raise SubjectError(f"kind={value!r} is not a valid task kind (e.g. 'markdown.compile')")
+    """Return ``value`` if it is a valid task kind (dot-separated lowercase tokens).
+
+    Raises:
+        SubjectError: naming the kind.
+    """
+    if len(value) > MAX_KIND_LENGTH or _KIND.fullmatch(value) is None:
+        raise SubjectError(
+            f"kind={value!r} is not a valid task kind "
+            "(dot-separated tokens of a-z, 0-9 and '-', e.g. 'markdown.compile')"
+        )
+    return value
+
+
+def event_token(value: str) -> str:
+    """Return ``value`` if it is an event id (a lower-case UUID).
+
+    Raises:
+        SubjectError: naming ``event_id``.
+    """
+    if _UUID.fullmatch(value) is None:
+        raise SubjectError(f"event_id={value!r} is not a lower-case UUID")
     return value
 
 
 class Subjects(msgspec.Struct, frozen=True, kw_only=True):
-    """Subjects under one prefix."""
+    """Subjects under one prefix (one or more dot-separated tokens).
+
+    Raises:
+        SubjectError: at construction, when ``prefix`` is not dot-separated safe tokens.
+    """
 
     prefix: str = "gitstore"
+
+    def __post_init__(self) -> None:
+        for token in self.prefix.split("."):
+            subject_token(token, field="prefix")
 
     def git_push(self, repository_id: str) -> str:
         """Subject of a git push event for one repository."""
@@ -68,6 +107,18 @@ class Subjects(msgspec.Struct, frozen=True, kw_only=True):
         """Subject of validation requests produced by tasks of ``kind``."""
         return f"{self.prefix}.validation.{task_kind(kind)}"
 
+    def failure(self, kind: str) -> str:
+        """Subject of failure diagnostics about work of ``kind``."""
+        return f"{self.prefix}.failures.{task_kind(kind)}"
+
+    def dead_letter(self, kind: str) -> str:
+        """Subject of dead letters of work of ``kind``."""
+        return f"{self.prefix}.dlq.{task_kind(kind)}"
+
+    def audit(self, event_id: str) -> str:
+        """Subject of the audit records about one git event."""
+        return f"{self.prefix}.audit.{event_token(event_id)}"
+
     def events_all(self) -> str:
         """Wildcard over the events stream's subjects."""
         return f"{self.prefix}.events.>"
@@ -79,3 +130,15 @@ class Subjects(msgspec.Struct, frozen=True, kw_only=True):
     def validation_all(self) -> str:
         """Wildcard over the validation stream's subjects."""
         return f"{self.prefix}.validation.>"
+
+    def failures_all(self) -> str:
+        """Wildcard over every failure diagnostic."""
+        return f"{self.prefix}.failures.>"
+
+    def dead_letters_all(self) -> str:
+        """Wildcard over every dead letter."""
+        return f"{self.prefix}.dlq.>"
+
+    def audit_all(self) -> str:
+        """Wildcard over every audit record."""
+        return f"{self.prefix}.audit.>"

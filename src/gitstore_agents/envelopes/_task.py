@@ -1,14 +1,34 @@
-"""Tasks derived from git events, and the results they produce."""
+"""Tasks derived from git events, their stdin documents, and the results they produce."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
 from ._canonical import canonical_json, sha256_digest
+from ._catalog import CompiledResource
+from ._types import (
+    Count,
+    Digest,
+    Kind,
+    Name,
+    ObjectId,
+    Positive,
+    RepoPath,
+    SchemaVersion,
+    Timestamp,
+    Token,
+    Uint64,
+    Uuid,
+)
 
 SCHEMA_VERSION = "1.0"
+
+Parameters = Annotated[
+    dict[str, Any],
+    msgspec.Meta(description="Task-kind specific settings; part of the input digest."),
+]
 
 
 class MarkdownInput(msgspec.Struct, frozen=True, kw_only=True):
@@ -20,9 +40,47 @@ class MarkdownInput(msgspec.Struct, frozen=True, kw_only=True):
         parameters: Task-kind specific settings; part of the input digest.
     """
 
-    path: str
+    path: RepoPath
     content: str
-    parameters: dict[str, Any] = msgspec.field(default_factory=dict)
+    parameters: Parameters = msgspec.field(default_factory=dict)
+
+
+class CatalogEnrichInput(msgspec.Struct, frozen=True, kw_only=True):
+    """stdin document of a ``catalog.enrich`` task.
+
+    Attributes:
+        compiled: The ``markdown.compile`` output the enrichment starts from.
+        parameters: Task-kind specific settings; part of the input digest.
+    """
+
+    compiled: CompiledResource
+    parameters: Parameters = msgspec.field(default_factory=dict)
+
+
+class ExtensionRef(msgspec.Struct, frozen=True, kw_only=True):
+    """Which third-party extension an ``extension.run`` task runs.
+
+    Attributes:
+        name: Extension name as registered in the policy.
+        version: Extension version.
+    """
+
+    name: Name
+    version: Name
+
+
+class ExtensionRunInput(msgspec.Struct, frozen=True, kw_only=True):
+    """stdin document of an ``extension.run`` task.
+
+    Attributes:
+        extension: The extension's name and version.
+        compiled: The ``markdown.compile`` output the extension reads.
+        parameters: Extension settings; part of the input digest.
+    """
+
+    extension: ExtensionRef
+    compiled: CompiledResource
+    parameters: Parameters = msgspec.field(default_factory=dict)
 
 
 class Limits(msgspec.Struct, frozen=True, kw_only=True):
@@ -34,71 +92,116 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
         memory_bytes: Cap on the module's linear memory.
     """
 
-    fuel: int = 200_000_000
-    timeout_ms: int = 2_000
-    memory_bytes: int = 64 * 1024 * 1024
+    fuel: Positive = 200_000_000
+    timeout_ms: Positive = 2_000
+    memory_bytes: Positive = 64 * 1024 * 1024
 
 
 class TaskRequest(msgspec.Struct, frozen=True, kw_only=True):
     """One unit of work: run ``module_digest`` with ``input`` on stdin.
 
+    Published to ``<prefix>.tasks.<kind>`` with ``Nats-Msg-Id: <idempotency_key>``.
     Every field is a pure function of the source event and the module, so a
     replayed event derives byte-identical tasks (and the same idempotency key).
 
     Attributes:
+        schema_version: Contract version, ``1.0``.
+        task_id: Short id of the task (a subject-safe token).
+        kind: Task kind, e.g. ``markdown.compile``.
+        idempotency_key: ``derive_idempotency_key(source key, kind, input_digest,
+            module_digest)``.
+        source_event_id: The git event this task descends from.
+        repository_id: Repository of the source event.
+        commit_sha: Commit the input was read from.
         path: The catalog file this task is about (for diagnostics and policy).
+        module_digest: ``sha256`` of the WASI module's bytes.
         input: The module's stdin document, inline.
         input_ref: Instead of ``input``: ``sha256:<hex>`` of the canonical input
             stored in the content object store (large inputs).
         input_digest: ``sha256`` of the canonical JSON of the input document.
+        limits: Resource limits of one run.
+        logical_time: The time the module's clock reports (the event's ``occurred_at``).
+        seed: Seed of the module's random source (uint64).
         parent_key: Idempotency key of the task whose output this task consumes.
     """
 
-    schema_version: str = SCHEMA_VERSION
-    task_id: str
-    kind: str
-    idempotency_key: str
-    source_event_id: str
-    repository_id: str
-    commit_sha: str
-    path: str
-    module_digest: str
+    schema_version: SchemaVersion = SCHEMA_VERSION
+    task_id: Token
+    kind: Kind
+    idempotency_key: Digest
+    source_event_id: Uuid
+    repository_id: Uuid
+    commit_sha: ObjectId
+    path: RepoPath
+    module_digest: Digest
     input: dict[str, Any] | None = None
-    input_ref: str | None = None
-    input_digest: str
+    input_ref: Digest | None = None
+    input_digest: Digest
     limits: Limits = msgspec.field(default_factory=Limits)
-    logical_time: str
-    seed: int
-    parent_key: str | None = None
+    logical_time: Timestamp
+    seed: Uint64
+    parent_key: Digest | None = None
 
 
 class Usage(msgspec.Struct, frozen=True, kw_only=True):
-    """Resources one sandbox run consumed."""
+    """Resources one sandbox run consumed.
 
-    fuel: int
-    wall_time_us: int
-    peak_memory_bytes: int
+    Attributes:
+        fuel: Fuel consumed; identical across runs of the same input and module.
+        wall_time_us: Wall-clock time of the run, microseconds.
+        peak_memory_bytes: Largest linear memory size reached.
+    """
+
+    fuel: Count
+    wall_time_us: Count
+    peak_memory_bytes: Count
+
+
+Output = Annotated[
+    msgspec.Raw,
+    msgspec.Meta(
+        description="The module's stdout document in canonical JSON, embedded verbatim: "
+        "sha256 of exactly these bytes is output_digest (Go: decode into json.RawMessage).",
+    ),
+]
 
 
 class ValidationRequest(msgspec.Struct, frozen=True, kw_only=True):
     """A proposed change handed to the control plane's validation pipeline.
 
-    ``output`` is the module's output in canonical JSON; ``output_digest`` is its
-    sha256, the value ``replay --verify`` compares.
+    Published to ``<prefix>.validation.<kind>`` with ``Nats-Msg-Id:
+    <idempotency_key>``. ``output`` is the module's output in canonical JSON
+    (for ``markdown.compile`` a ``CompiledResource``); ``output_digest`` is the
+    sha256 of those bytes, the value ``replay --verify`` compares.
+
+    Attributes:
+        schema_version: Contract version, ``1.0``.
+        idempotency_key: The task's idempotency key.
+        task_id: The task's id.
+        kind: The task's kind.
+        source_event_id: The git event the task descends from.
+        repository_id: Repository of the source event.
+        commit_sha: Commit the input was read from.
+        path: The catalog file the output is about.
+        module_digest: Module that produced the output.
+        input_digest: Input the module read.
+        output: The output document, canonical JSON.
+        output_digest: ``sha256`` of ``output``'s bytes.
+        usage: Resources the run consumed.
     """
 
-    schema_version: str = SCHEMA_VERSION
-    idempotency_key: str
-    task_id: str
-    kind: str
-    source_event_id: str
-    repository_id: str
-    commit_sha: str
-    path: str
-    module_digest: str
-    input_digest: str
-    output: msgspec.Raw
-    output_digest: str
+    schema_version: SchemaVersion = SCHEMA_VERSION
+    idempotency_key: Digest
+    task_id: Token
+    kind: Kind
+    source_event_id: Uuid
+    repository_id: Uuid
+    commit_sha: ObjectId
+    path: RepoPath
+    module_digest: Digest
+    input_digest: Digest
+    output: Output
+    output_digest: Digest
     usage: Usage
 
 
@@ -108,7 +211,10 @@ def derive_idempotency_key(
     """Idempotency key of a derived task.
 
     ``sha256`` of the canonical JSON array ``[source_key, kind, input_digest,
-    module_digest]``: replays and duplicates of the same event derive the same
-    key, while a new module digest derives a new one (a fresh result).
+    module_digest]`` (four strings, e.g. ``["0193…","markdown.compile","sha256:…",
+    "sha256:…"]``), written ``sha256:<hex>``. Replays and duplicates of the same
+    event derive the same key, while a new module digest derives a new one (a
+    fresh result). For a task derived from another task's output, ``source_key``
+    is the parent task's idempotency key.
     """
     return sha256_digest(canonical_json([source_key, kind, input_digest, module_digest]))
