@@ -52,6 +52,8 @@ class Rendered:
     objects: list[dict[str, Any]]
     notes: str = ""
     sources: dict[str, str] = field(default_factory=dict)
+    # "ours" or "subchart", one per object.
+    origins: list[str] = field(default_factory=list)
 
     def of_kind(self, kind: str, *, ours: bool = True) -> list[dict[str, Any]]:
         """Objects of ``kind`` (by default this chart's, not a vendored subchart's)."""
@@ -64,12 +66,8 @@ class Rendered:
         return found[0]
 
     def ours(self) -> list[dict[str, Any]]:
-        """Objects of this chart (a vendored NATS subchart's objects excluded)."""
-        return [
-            o
-            for o in self.objects
-            if o["metadata"].get("labels", {}).get("app.kubernetes.io/name") == "gitstore-agents"
-        ]
+        """Objects from this chart's own templates (a vendored subchart's excluded)."""
+        return [o for o, origin in zip(self.objects, self.origins, strict=True) if origin == "ours"]
 
     def deployment(self, role: str) -> dict[str, Any]:
         """The Deployment of ``role``."""
@@ -154,13 +152,17 @@ def render(values: dict[str, Any] | None = None, *, chart_dir: Path = CHART_DIR)
     except ImportError:
         sources = _render_binary(chart_dir, values)
     objects: list[dict[str, Any]] = []
+    origins: list[str] = []
     notes = ""
     for name, text in sorted(sources.items()):
         if name.endswith("NOTES.txt"):
             notes = text
         elif name.endswith((".yaml", ".yml")):
-            objects.extend(_load_documents(text))
-    return Rendered(values=values, objects=objects, notes=notes, sources=sources)
+            documents = _load_documents(text)
+            objects.extend(documents)
+            origin = "ours" if name.startswith("gitstore-agents/templates/") else "subchart"
+            origins.extend([origin] * len(documents))
+    return Rendered(values=values, objects=objects, notes=notes, sources=sources, origins=origins)
 
 
 def lint(values: dict[str, Any] | None = None) -> dict[str, Any]:

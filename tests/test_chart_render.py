@@ -427,3 +427,19 @@ def test_checks_catch_a_grace_period_shorter_than_the_drain(tmp_path: Path) -> N
         "terminationGracePeriodSeconds: {{ sub",
     )
     assert len(grace_problems(broken)) == 4
+
+
+def test_passwords_stay_in_secrets() -> None:
+    def workloads(password: str) -> list[dict[str, Any]]:
+        rendered = render({"nats": {"credentials": {"planner": {"password": password}}}})
+        for obj in rendered.ours():
+            if obj["kind"] != "Secret":
+                assert password not in str(obj), f"{obj['kind']}/{obj['metadata']['name']}"
+        return [o for o in rendered.ours() if o["kind"] in ("Deployment", "Job", "Pod")]
+
+    # Not even a hash of them in pod metadata: the same pods whatever the password.
+    assert workloads("first-Password-1") == workloads("second-Password-2")
+    renamed = render({"nats": {"credentials": {"planner": {"user": "planner-2"}}}})
+    annotations = renamed.deployment("planner")["spec"]["template"]["metadata"]["annotations"]
+    default = _render_set("defaults").deployment("planner")["spec"]["template"]["metadata"]
+    assert annotations["checksum/credentials"] != default["annotations"]["checksum/credentials"]
