@@ -1,0 +1,424 @@
+{{/* ---------------------------------------------------------------------------------------
+Names and labels
+--------------------------------------------------------------------------------------- */}}
+
+{{- define "gitstore-agents.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "gitstore-agents.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Name of one role's objects (Deployment, PDB, ScaledObject): <fullname>-<role>. */}}
+{{- define "gitstore-agents.componentName" -}}
+{{- printf "%s-%s" (include "gitstore-agents.fullname" .root) .component | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "gitstore-agents.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "gitstore-agents.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "gitstore-agents.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "gitstore-agents.labels" -}}
+helm.sh/chart: {{ include "gitstore-agents.chart" . }}
+{{ include "gitstore-agents.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: gitstore
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Labels of one component's objects. Input: dict "root" $ "component" NAME. */}}
+{{- define "gitstore-agents.componentLabels" -}}
+{{ include "gitstore-agents.labels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{/* Pod selector of one component. Input: dict "root" $ "component" NAME. */}}
+{{- define "gitstore-agents.componentSelectorLabels" -}}
+{{ include "gitstore-agents.selectorLabels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- define "gitstore-agents.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "gitstore-agents.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "gitstore-agents.image" -}}
+{{- $tag := default .Chart.AppVersion .Values.image.tag }}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository $tag }}
+{{- end }}
+{{- end }}
+
+{{/* ---------------------------------------------------------------------------------------
+Roles
+--------------------------------------------------------------------------------------- */}}
+
+{{/* Every role the worker knows, in pipeline order (JSON list). */}}
+{{- define "gitstore-agents.knownRoles" -}}
+{{- list "planner" "markdown-compiler" "enricher" "extension-runner" | toJson }}
+{{- end }}
+
+{{/* Enabled roles in pipeline order (JSON list). */}}
+{{- define "gitstore-agents.enabledRoles" -}}
+{{- $enabled := list }}
+{{- range $role := include "gitstore-agents.knownRoles" . | fromJsonArray }}
+{{- $spec := get $.Values.roles $role }}
+{{- if and $spec $spec.enabled }}
+{{- $enabled = append $enabled $role }}
+{{- end }}
+{{- end }}
+{{- $enabled | toJson }}
+{{- end }}
+
+{{/* NATS identities with credentials: the roles, the provisioning Job and the test pod. */}}
+{{- define "gitstore-agents.identities" -}}
+{{- concat (include "gitstore-agents.knownRoles" . | fromJsonArray) (list "provisioner" "status-probe") | toJson }}
+{{- end }}
+
+{{/* The durable pull consumer a role reads from. Input: dict "root" $ "role" NAME.
+Output JSON {stream, durable}: the planner reads git events, the task roles read tasks;
+the durable is the role name (shared by every replica). */}}
+{{- define "gitstore-agents.consumer" -}}
+{{- $streams := .root.Values.keda.streams }}
+{{- $stream := ternary $streams.events $streams.tasks (eq .role "planner") }}
+{{- dict "stream" $stream "durable" .role | toJson }}
+{{- end }}
+
+{{/* ---------------------------------------------------------------------------------------
+NATS
+--------------------------------------------------------------------------------------- */}}
+
+{{/* Full name of the bundled NATS chart's objects (mirrors its nats.fullname). */}}
+{{- define "gitstore-agents.bundledNatsFullname" -}}
+{{- if .Values.nats.fullnameOverride }}
+{{- .Values.nats.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default "nats" .Values.nats.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Server URL(s) the workers connect to. */}}
+{{- define "gitstore-agents.natsUrl" -}}
+{{- if .Values.nats.enabled }}
+{{- printf "nats://%s.%s.svc:4222" (include "gitstore-agents.bundledNatsFullname" .) .Release.Namespace }}
+{{- else }}
+{{- required "nats.url is required unless nats.enabled" .Values.nats.url }}
+{{- end }}
+{{- end }}
+
+{{/* TCP ports of the NATS URL(s) (JSON list, 4222 when a URL names none). */}}
+{{- define "gitstore-agents.natsPorts" -}}
+{{- $ports := list }}
+{{- range $url := splitList "," (include "gitstore-agents.natsUrl" .) }}
+{{- $host := (urlParse (trim $url)).host }}
+{{- $port := 4222 }}
+{{- if regexMatch ":[0-9]+$" $host }}
+{{- $port = regexFind "[0-9]+$" $host | int }}
+{{- end }}
+{{- $ports = append $ports $port }}
+{{- end }}
+{{- $ports | uniq | toJson }}
+{{- end }}
+
+{{- define "gitstore-agents.credentialsSecretName" -}}
+{{- if .Values.nats.existingSecret }}
+{{- .Values.nats.existingSecret }}
+{{- else }}
+{{- printf "%s-nats-credentials" (include "gitstore-agents.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{/* Secret holding the bundled NATS server's authorization block. The NATS chart calls this in
+its own context (only .Release is shared with ours), so it depends on the release name only. */}}
+{{- define "gitstore-agents.natsAuthorizationSecretName" -}}
+{{- printf "%s-gitstore-agents-nats-auth" .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+gitstore-agents.natsAuthorization: the nats-server `authorization` block of the all-in-one
+install, one user per identity, least privilege.
+
+THIS MUST MATCH `gitstore-agents policy nats-config` (the package's generator of the same block
+from the policy). tests/test_chart_nats_permissions.py compares the two.
+
+Input: dict "root" $ "passwords" (dict identity -> plaintext). Passwords are stored as bcrypt
+hashes. Rules per role (prefix P, the role's task kinds K, its follow-up kinds F):
+  publish   P.validation.<k>, P.failures.<k>, P.dlq.<k> for k in K (the planner validates
+            nothing; its failures and dead letters use the kind git.push), P.audit.>, P.tasks.<f> for f in F, the JetStream API calls of its own
+            consumer (MSG.NEXT, CONSUMER.INFO, STREAM.INFO), acks ($JS.ACK.>), the run ledger
+            KV gitstore-runs, reads of the object stores gitstore-modules/gitstore-content
+            (the planner also writes gitstore-content: large task inputs);
+  subscribe its own inbox _INBOX_<role>.> and the status micro service's subjects.
+Nothing else: no stream/consumer deletion, no purge, no other role's or the control plane's
+subjects.
+*/}}
+{{- define "gitstore-agents.natsAuthorization" -}}
+{{- $root := .root }}
+{{- $p := $root.Values.config.topology.prefix }}
+{{- $users := list }}
+{{- $kvRead := list "$JS.API.STREAM.INFO.KV_gitstore-runs" "$JS.API.STREAM.MSG.GET.KV_gitstore-runs" "$JS.API.DIRECT.GET.KV_gitstore-runs.>" }}
+{{- /* nats-py finds an object store's stream by subject (STREAM.NAMES) before reading chunks. */}}
+{{- $objRead := list "$JS.API.STREAM.NAMES" }}
+{{- range $bucket := list "gitstore-modules" "gitstore-content" }}
+{{- $s := printf "OBJ_%s" $bucket }}
+{{- $objRead = concat $objRead (list (printf "$JS.API.STREAM.INFO.%s" $s) (printf "$JS.API.STREAM.MSG.GET.%s" $s) (printf "$JS.API.DIRECT.GET.%s.>" $s) (printf "$JS.API.CONSUMER.CREATE.%s" $s) (printf "$JS.API.CONSUMER.CREATE.%s.>" $s) (printf "$JS.FC.%s.>" $s)) }}
+{{- end }}
+{{- range $role := include "gitstore-agents.enabledRoles" $root | fromJsonArray }}
+{{- $cfg := (get $root.Values.roles $role).config }}
+{{- $consumer := include "gitstore-agents.consumer" (dict "root" $root "role" $role) | fromJson }}
+{{- $kinds := keys ($cfg.kinds | default dict) | sortAlpha }}
+{{- if eq $role "planner" }}
+{{- $kinds = list "git.push" }}
+{{- end }}
+{{- $pub := list }}
+{{- range $k := $kinds }}
+{{- if ne $role "planner" }}
+{{- $pub = append $pub (printf "%s.validation.%s" $p $k) }}
+{{- end }}
+{{- $pub = concat $pub (list (printf "%s.failures.%s" $p $k) (printf "%s.dlq.%s" $p $k)) }}
+{{- end }}
+{{- $pub = append $pub (printf "%s.audit.>" $p) }}
+{{- range $f := $cfg.follow_ups | default list }}
+{{- $pub = append $pub (printf "%s.tasks.%s" $p $f) }}
+{{- end }}
+{{- $pub = concat $pub (list (printf "$JS.API.CONSUMER.MSG.NEXT.%s.%s" $consumer.stream $consumer.durable) (printf "$JS.API.CONSUMER.INFO.%s.%s" $consumer.stream $consumer.durable) (printf "$JS.API.STREAM.INFO.%s" $consumer.stream) "$JS.ACK.>" "$KV.gitstore-runs.>") }}
+{{- $pub = concat $pub $kvRead $objRead }}
+{{- if eq $role "planner" }}
+{{- $pub = append $pub "$O.gitstore-content.>" }}
+{{- end }}
+{{- $sub := list (printf "_INBOX_%s.>" $role) "$SRV.>" (printf "%s.status.>" $p) }}
+{{- $perm := dict "publish" (dict "allow" $pub) "subscribe" (dict "allow" $sub) "allow_responses" true }}
+{{- $users = append $users (dict "user" (get $root.Values.nats.credentials $role).user "password" (bcrypt (get $.passwords $role)) "permissions" $perm) }}
+{{- end }}
+{{- /* The provisioning Job: creates and updates streams, consumers and buckets, uploads the
+reference modules (replacing a module purges its old chunks). No deletion. */}}
+{{- $prov := list "$JS.API.INFO" "$JS.API.STREAM.NAMES" "$JS.API.STREAM.LIST" "$JS.API.STREAM.CREATE.*" "$JS.API.STREAM.UPDATE.*" "$JS.API.STREAM.INFO.*" "$JS.API.STREAM.MSG.GET.*" "$JS.API.DIRECT.GET.>" "$JS.API.CONSUMER.CREATE.>" "$JS.API.CONSUMER.DURABLE.CREATE.>" "$JS.API.CONSUMER.INFO.>" "$O.gitstore-modules.>" "$JS.API.STREAM.PURGE.OBJ_gitstore-modules" }}
+{{- $users = append $users (dict "user" (get $root.Values.nats.credentials "provisioner").user "password" (bcrypt (get $.passwords "provisioner")) "permissions" (dict "publish" (dict "allow" $prov) "subscribe" (dict "allow" (list "_INBOX_provisioner.>")))) }}
+{{- /* The `helm test` pod: asks the status micro service, nothing more. */}}
+{{- $probe := list "$SRV.PING" "$SRV.PING.>" "$SRV.INFO.>" (printf "%s.status.>" $p) }}
+{{- $users = append $users (dict "user" (get $root.Values.nats.credentials "status-probe").user "password" (bcrypt (get $.passwords "status-probe")) "permissions" (dict "publish" (dict "allow" $probe) "subscribe" (dict "allow" (list "_INBOX_status-probe.>")))) }}
+{{- dict "users" $users | toYaml }}
+{{- end }}
+
+{{/* Environment that authenticates one identity. Input: dict "root" $ "identity" NAME. */}}
+{{- define "gitstore-agents.natsEnv" -}}
+{{- $root := .root }}
+{{- $secret := include "gitstore-agents.credentialsSecretName" $root }}
+{{- if eq $root.Values.nats.auth "userPassword" }}
+- name: GITSTORE_NATS_USER
+  valueFrom:
+    secretKeyRef: { name: {{ $secret }}, key: {{ printf "%s-user" .identity }} }
+- name: GITSTORE_NATS_PASSWORD
+  valueFrom:
+    secretKeyRef: { name: {{ $secret }}, key: {{ printf "%s-password" .identity }} }
+{{- else if eq $root.Values.nats.auth "creds" }}
+- name: GITSTORE_NATS_CREDS
+  value: {{ printf "/etc/gitstore-agents/nats/%s.creds" .identity }}
+{{- end }}
+{{- end }}
+
+{{/* Credentials volume (creds mode only). Input: dict "root" $ "identity" NAME. */}}
+{{- define "gitstore-agents.natsCredsVolume" -}}
+{{- if eq .root.Values.nats.auth "creds" -}}
+- name: nats-creds
+  secret:
+    secretName: {{ include "gitstore-agents.credentialsSecretName" .root }}
+    defaultMode: 0440
+    items:
+      - key: {{ printf "%s.creds" .identity }}
+        path: {{ printf "%s.creds" .identity }}
+{{- end }}
+{{- end }}
+
+{{- define "gitstore-agents.natsCredsVolumeMount" -}}
+{{- if eq .Values.nats.auth "creds" -}}
+- name: nats-creds
+  mountPath: /etc/gitstore-agents/nats
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{/* ---------------------------------------------------------------------------------------
+Configuration file
+--------------------------------------------------------------------------------------- */}}
+
+{{/* config.yaml for one identity (a role, provisioner or status-probe): the same file for
+all, except the inbox prefix its NATS permissions allow. Input: dict "root" $ "identity" NAME. */}}
+{{- define "gitstore-agents.configFile" -}}
+{{- $root := .root }}
+{{- $nats := dict "url" (include "gitstore-agents.natsUrl" $root) "inbox_prefix" (printf "_INBOX_%s" .identity) }}
+{{- if eq $root.Values.nats.auth "creds" }}
+{{- $_ := set $nats "creds_file" (printf "/etc/gitstore-agents/nats/%s.creds" .identity) }}
+{{- end }}
+{{- $roles := dict }}
+{{- range $role := include "gitstore-agents.enabledRoles" $root | fromJsonArray }}
+{{- $_ := set $roles $role (get $root.Values.roles $role).config }}
+{{- end }}
+{{- $config := dict
+  "nats" $nats
+  "topology" $root.Values.config.topology
+  "health" $root.Values.config.health
+  "drain_grace_s" $root.Values.config.drain_grace_s
+  "policy_file" "/etc/gitstore-agents/policy/policy.yaml"
+  "roles" $roles }}
+{{- toYaml $config }}
+{{- end }}
+
+{{/* ---------------------------------------------------------------------------------------
+Pod building blocks (shared by workers, the provisioning Job and the test pod)
+--------------------------------------------------------------------------------------- */}}
+
+{{- define "gitstore-agents.podSecurityContext" -}}
+{{- toYaml .Values.podSecurityContext }}
+{{- end }}
+
+{{- define "gitstore-agents.securityContext" -}}
+{{- toYaml .Values.securityContext }}
+{{- end }}
+
+{{/* Environment every container gets. Input: dict "root" $ "identity" NAME. */}}
+{{- define "gitstore-agents.commonEnv" -}}
+{{- $root := .root -}}
+- name: GITSTORE_CONFIG
+  value: /etc/gitstore-agents/config.yaml
+- name: GITSTORE_WORKER_ID
+  valueFrom:
+    fieldRef: { fieldPath: metadata.name }
+- name: POD_NAMESPACE
+  valueFrom:
+    fieldRef: { fieldPath: metadata.namespace }
+- name: HOME
+  value: /tmp
+- name: GITSTORE_MODULE_CACHE_DIR
+  value: /var/cache/gitstore-agents
+{{- include "gitstore-agents.natsEnv" . }}
+- name: OTEL_SERVICE_NAME
+  value: {{ printf "gitstore-agents-%s" .identity | quote }}
+{{- $attrs := list (printf "service.namespace=%s" $root.Values.config.topology.prefix) "k8s.namespace.name=$(POD_NAMESPACE)" "k8s.pod.name=$(GITSTORE_WORKER_ID)" (printf "gitstore.identity=%s" .identity) }}
+{{- range $k, $v := $root.Values.telemetry.resourceAttributes }}
+{{- $attrs = append $attrs (printf "%s=%s" $k (toString $v)) }}
+{{- end }}
+- name: OTEL_RESOURCE_ATTRIBUTES
+  value: {{ join "," $attrs | quote }}
+{{- with $root.Values.telemetry.otlp }}
+{{- if .endpoint }}
+- name: OTEL_TRACES_EXPORTER
+  value: otlp
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ .endpoint | quote }}
+- name: OTEL_EXPORTER_OTLP_PROTOCOL
+  value: {{ .protocol | quote }}
+{{- else }}
+- name: OTEL_TRACES_EXPORTER
+  value: none
+{{- end }}
+{{- end }}
+{{- /* Metrics are scraped from /metrics and logs go to stdout: no OTLP push for either. */}}
+- name: OTEL_METRICS_EXPORTER
+  value: none
+- name: OTEL_LOGS_EXPORTER
+  value: none
+{{- end }}
+
+{{/* Writable emptyDirs and the config mount. Input: dict "root" $ "configMap" NAME "key" KEY. */}}
+{{- define "gitstore-agents.commonVolumes" -}}
+- name: config
+  configMap:
+    name: {{ .configMap }}
+    items:
+      - key: {{ .key }}
+        path: config.yaml
+- name: tmp
+  emptyDir: { sizeLimit: {{ .root.Values.scratch.tmpSizeLimit }} }
+- name: module-cache
+  emptyDir: { sizeLimit: {{ .root.Values.scratch.moduleCacheSizeLimit }} }
+{{- end }}
+
+{{- define "gitstore-agents.commonVolumeMounts" -}}
+- name: config
+  mountPath: /etc/gitstore-agents/config.yaml
+  subPath: config.yaml
+  readOnly: true
+- name: tmp
+  mountPath: /tmp
+- name: module-cache
+  mountPath: /var/cache/gitstore-agents
+{{- end }}
+
+{{/* Hook phases of the provisioning Job (see values.yaml provisioning.hook). */}}
+{{- define "gitstore-agents.provisionHook" -}}
+{{- if .Values.provisioning.hook }}
+{{- .Values.provisioning.hook }}
+{{- else if or .Values.nats.enabled (and (eq .Values.nats.auth "userPassword") (not .Values.nats.existingSecret)) }}
+{{- print "post-install,pre-upgrade" }}
+{{- else }}
+{{- print "pre-install,pre-upgrade" }}
+{{- end }}
+{{- end }}
+
+{{/* ---------------------------------------------------------------------------------------
+Cross-field checks the JSON schema cannot express
+--------------------------------------------------------------------------------------- */}}
+{{- define "gitstore-agents.validate" -}}
+{{- $v := .Values }}
+{{- if and $v.nats.enabled $v.nats.existingSecret }}
+{{- fail "nats.existingSecret cannot be combined with nats.enabled: the bundled server's authorization is generated from the chart's own credentials (set nats.credentials.<identity>.password to choose them)" }}
+{{- end }}
+{{- if and (eq $v.nats.auth "creds") (not $v.nats.existingSecret) }}
+{{- fail "nats.auth=creds needs nats.existingSecret holding <identity>.creds files" }}
+{{- end }}
+{{- if and $v.nats.enabled (eq $v.nats.auth "creds") }}
+{{- fail "nats.auth=creds is not supported with nats.enabled (the bundled server uses user/password authorization)" }}
+{{- end }}
+{{- if and $v.nats.enabled (gt (int $v.config.topology.replicas) 1) (not $v.nats.config.cluster.enabled) }}
+{{- fail (printf "config.topology.replicas=%d needs a clustered JetStream: set nats.config.cluster.enabled=true" (int $v.config.topology.replicas)) }}
+{{- end }}
+{{- if and $v.nats.enabled $v.nats.config.cluster.enabled (gt (int $v.config.topology.replicas) (int $v.nats.config.cluster.replicas)) }}
+{{- fail (printf "config.topology.replicas=%d exceeds nats.config.cluster.replicas=%d" (int $v.config.topology.replicas) (int $v.nats.config.cluster.replicas)) }}
+{{- end }}
+{{- if and $v.keda.enabled (not $v.nats.enabled) (not $v.keda.natsServerMonitoringEndpoint) }}
+{{- fail "keda.natsServerMonitoringEndpoint is required when keda.enabled and NATS is external (host:port of the NATS monitoring endpoint)" }}
+{{- end }}
+{{- range $role := include "gitstore-agents.enabledRoles" . | fromJsonArray }}
+{{- $spec := get $v.roles $role }}
+{{- if and $v.keda.enabled (gt (int $spec.keda.minReplicaCount) (int $spec.keda.maxReplicaCount)) }}
+{{- fail (printf "roles.%s.keda.minReplicaCount=%d exceeds maxReplicaCount=%d" $role (int $spec.keda.minReplicaCount) (int $spec.keda.maxReplicaCount)) }}
+{{- end }}
+{{- $cfg := $spec.config }}
+{{- if le (int $cfg.max_deliver) (len ($cfg.backoff_s | default list)) }}
+{{- fail (printf "roles.%s.config.max_deliver=%d must exceed the number of backoff_s steps (%d): the last delivery has no backoff step" $role (int $cfg.max_deliver) (len $cfg.backoff_s)) }}
+{{- end }}
+{{- end }}
+{{- if eq (len (include "gitstore-agents.enabledRoles" . | fromJsonArray)) 0 }}
+{{- fail "no role is enabled: enable at least one of roles.<role>.enabled" }}
+{{- end }}
+{{- end }}
