@@ -72,6 +72,8 @@ class NatsServer:
         port: Client port; ``-1`` picks a free one (kept across restarts).
         host: Interface to listen on.
         extra_config: Additional nats-server configuration text (e.g. authorization).
+        sync_always: fsync every write before its PubAck (the safe single-node
+            setting); ``False`` keeps nats-server's periodic sync (benchmarks only).
     """
 
     def __init__(
@@ -81,11 +83,13 @@ class NatsServer:
         port: int = -1,
         host: str = "127.0.0.1",
         extra_config: str = "",
+        sync_always: bool = True,
     ) -> None:
         self.store_dir = Path(store_dir)
         self.host = host
         self.port = port
         self.extra_config = extra_config
+        self.sync_always = sync_always
         self._proc: subprocess.Popen[str] | None = None
         self._pump: threading.Thread | None = None
         self._log: collections.deque[str] = collections.deque(maxlen=200)
@@ -106,9 +110,10 @@ class NatsServer:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         config = self.store_dir / "nats-server.conf"
         store = str(self.store_dir.resolve() / "data").replace("\\", "/")
+        sync = ", sync_interval: always" if self.sync_always else ""
         config.write_text(
             f"listen: {self.host}:{self.port}\n"
-            f'jetstream {{ store_dir: "{store}", sync_interval: always }}\n'
+            f'jetstream {{ store_dir: "{store}"{sync} }}\n'
             f"{self.extra_config}\n"
         )
         return config

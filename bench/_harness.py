@@ -1,0 +1,210 @@
+"""Shared harness: a real nats-server, fresh streams, worker processes, server-clock timing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nats
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StreamConfig
+from nats.js.errors import NotFoundError
+
+from gitstore_agents.embedded import NatsServer
+
+
+@dataclass
+class RowResult:
+    """One row of the comparison table."""
+
+    name: str
+    msgs_per_s: float
+    p50_ms: float
+    p99_ms: float
+    peak_rss_mb: float
+    notes: list[str] = field(default_factory=list)
+
+
+class BenchServer:
+    """A nats-server in a temporary folder for the whole run."""
+
+    def __init__(self, *, sync_always: bool = True) -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix="gitstore-bench-")
+        self.server = NatsServer(Path(self._tmp.name) / "nats", sync_always=sync_always)
+
+    def __enter__(self) -> BenchServer:
+        self.server.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.stop()
+        self._tmp.cleanup()
+
+    @property
+    def url(self) -> str:
+        """Client URL."""
+        return self.server.url
+
+
+async def connect(url: str) -> Client:
+    """A connection with a publish-async window large enough for preloading."""
+    return await nats.connect(url)
+
+
+async def recreate_stream(js: JetStreamContext, name: str, subjects: list[str]) -> None:
+    """Delete ``name`` if it exists and create it empty."""
+    with contextlib.suppress(NotFoundError):
+        await js.delete_stream(name)
+    await js.add_stream(StreamConfig(name=name, subjects=subjects, duplicate_window=120.0))
+
+
+async def publish_all(js: JetStreamContext, messages: Sequence[tuple[str, bytes, str]]) -> None:
+    """Publish ``(subject, payload, msg_id)`` messages, awaiting PubAcks in windows."""
+    window = 2000
+    for start in range(0, len(messages), window):
+        futures = [
+            await js.publish_async(subject, payload, headers={"Nats-Msg-Id": msg_id})
+            for subject, payload, msg_id in messages[start : start + window]
+        ]
+        await asyncio.gather(*futures)
+
+
+async def publish_paced(
+    js: JetStreamContext, messages: Sequence[tuple[str, bytes, str]], rate: float
+) -> None:
+    """Publish at ``rate`` messages per second (fixed offered load), PubAcks async."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    futures = []
+    for i, (subject, payload, msg_id) in enumerate(messages):
+        due = start + i / rate
+        delay = due - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)  # pacing the offered load, not synchronization
+        futures.append(await js.publish_async(subject, payload, headers={"Nats-Msg-Id": msg_id}))
+    await asyncio.gather(*futures)
+
+
+async def stored_times(
+    js: JetStreamContext, stream: str, key_header: str = "Nats-Msg-Id"
+) -> dict[str, float]:
+    """Map each stored message's ``key_header`` to its server storage time (epoch seconds)."""
+    info = await js.stream_info(stream)
+    total = info.state.messages
+    if total == 0:
+        return {}
+    sub = await js.pull_subscribe(
+        "",
+        stream=stream,
+        config=ConsumerConfig(ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL),
+    )
+    out: dict[str, float] = {}
+    seen = 0
+    try:
+        while seen < total:
+            msgs = await sub.fetch(min(1000, total - seen), timeout=5)
+            for m in msgs:
+                seen += 1
+                key = (m.headers or {}).get(key_header, str(m.metadata.sequence.stream))
+                out[key] = m.metadata.timestamp.timestamp()
+    finally:
+        await sub.unsubscribe()
+    return out
+
+
+async def wait_stream_count(
+    js: JetStreamContext, stream: str, count: int, timeout_s: float
+) -> None:
+    """Wait until ``stream`` holds at least ``count`` messages."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        info = await js.stream_info(stream)
+        if info.state.messages >= count:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"{stream} holds {info.state.messages} of {count} messages after {timeout_s}s"
+            )
+        await asyncio.sleep(0.05)
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    """The ``pct`` percentile (0-100) by the nearest-rank method."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(pct / 100 * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+def throughput(times: Sequence[float]) -> float:
+    """Messages per second over the span between the first and last stored output."""
+    if len(times) < 2:
+        return float("nan")
+    span = max(times) - min(times)
+    return (len(times) - 1) / span if span > 0 else float("inf")
+
+
+def latencies_ms(inputs: dict[str, float], outputs: dict[str, float]) -> list[float]:
+    """Per-message ``output stored - input stored`` in milliseconds."""
+    return [(outputs[k] - inputs[k]) * 1000 for k in outputs if k in inputs]
+
+
+def median(values: Sequence[float]) -> float:
+    """Median, NaN for no values."""
+    return statistics.median(values) if values else float("nan")
+
+
+class WorkerProcess:
+    """A worker in its own process, so its peak RSS is its own."""
+
+    def __init__(self, argv: list[str], env: dict[str, str] | None = None) -> None:
+        # stderr goes to a file: a pipe nobody drains blocks a chatty worker.
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            argv,
+            env={**os.environ, **(env or {})},
+            stdout=subprocess.DEVNULL,
+            stderr=self._stderr,
+        )
+
+    def peak_rss_mb(self) -> float:
+        """VmHWM of the process (Linux), in MiB."""
+        try:
+            status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        except OSError:
+            return float("nan")
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> str:
+        """SIGTERM, wait, and return the tail of its stderr."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._stderr.seek(0)
+        err = self._stderr.read().decode(errors="replace")
+        self._stderr.close()
+        return "\n".join(err.splitlines()[-20:])
+
+
+def python_module(module: str, *args: str) -> list[str]:
+    """argv running ``python -m module args…`` with this interpreter."""
+    return [sys.executable, "-m", module, *args]
