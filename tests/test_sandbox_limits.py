@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 
 import pytest
 import wasmtime
 
-from gitstore_agents.sandbox import ModuleError, Outcome, Sandbox, SandboxLimits
+from gitstore_agents.sandbox import ModuleError, Outcome, Sandbox, SandboxError, SandboxLimits
 
 # A WASI command that writes its argument string to stdout, then runs `body`.
 _TEMPLATE = """
@@ -101,3 +102,32 @@ def test_garbage_bytes_are_an_invalid_module(sandbox: Sandbox) -> None:
     with pytest.raises(ModuleError) as info:
         sandbox.compile(b"\x00asm garbage")
     assert info.value.outcome is Outcome.MODULE_INVALID
+
+
+def test_failed_runs_free_their_store_at_once(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A trapped run's memory must not wait for the cycle collector: a worker
+    # running many failing tasks would otherwise pile up linear memories.
+    deleted: list[object] = []
+    delete = wasmtime.Store._delete
+
+    def counting_delete(store: wasmtime.Store, ptr: object) -> None:
+        deleted.append(ptr)
+        delete(store, ptr)
+
+    monkeypatch.setattr(wasmtime.Store, "_delete", counting_delete)
+    module = sandbox.compile(_module("(loop $l (br $l))"))
+    gc.disable()
+    try:
+        for _ in range(5):
+            sandbox.run(module, b"", SandboxLimits(fuel=1000))
+    finally:
+        gc.enable()
+    assert len(deleted) == 5
+
+
+def test_limits_must_be_positive() -> None:
+    with pytest.raises(SandboxError) as info:
+        SandboxLimits(fuel=0)
+    assert "limits.fuel=0" in str(info.value)
