@@ -40,7 +40,7 @@ import hashlib
 import struct
 import threading
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 import wasmtime
 from wasmtime import _ffi as ffi
@@ -142,8 +142,8 @@ class HostState:
         """
         if self._memory is None:
             item = _capi.Extern()
-            found = _capi.caller_export_get(caller, b"memory", 6, ctypes.byref(item))
-            if not found or cast(int, item.kind) != _capi.MEMORY_KIND:
+            found = _capi.caller_export_get(caller, b"memory", 6, _capi.address(item))
+            if not found or _capi.kind(item) != _capi.MEMORY_KIND:
                 raise _GuestFaultError
             # The handle stays valid for the store's life; the runner creates one
             # instance per store, so it is always the caller's memory.

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import msgspec
 
+from ._engine import MEMORY_CEILING_BYTES, MIB, TABLE_ELEMENTS_CEILING, TABLES_CEILING
 from ._errors import SandboxError
 
-MIB = 1024 * 1024
+# Highest value each field may take: the engine's pool is sized for them, and a
+# run instantiates exactly one module with one memory.
+CEILINGS = {
+    "memory_bytes": MEMORY_CEILING_BYTES,
+    "max_table_elements": TABLE_ELEMENTS_CEILING,
+    "max_tables": TABLES_CEILING,
+    "max_memories": 1,
+    "max_instances": 1,
+}
 
 
 class SandboxLimits(msgspec.Struct, frozen=True, kw_only=True):
-    """Hard limits for one module run. Every field must be positive.
+    """Hard limits for one module run. Every field is positive and within :data:`CEILINGS`.
 
     Attributes:
         fuel: Deterministic CPU budget (wasmtime fuel units; about one per
@@ -18,9 +27,9 @@ class SandboxLimits(msgspec.Struct, frozen=True, kw_only=True):
         timeout_ms: Wall-clock deadline, enforced by epoch interruption.
         memory_bytes: Cap on the linear memory's size.
         max_table_elements: Cap on each table's element count.
-        max_instances: Module instances one run may create.
+        max_instances: Module instances one run may create (the run's one).
         max_tables: Tables one run may create.
-        max_memories: Linear memories one run may create (1: the memory cap
+        max_memories: Linear memories one run may create (one: the memory cap
             is then the total).
         max_input_bytes: Largest stdin accepted; larger input is refused unrun.
         max_stdout_bytes: Output beyond this stops the run (``output-too-large``).
@@ -43,3 +52,6 @@ class SandboxLimits(msgspec.Struct, frozen=True, kw_only=True):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise SandboxError(f"limits.{name}={value!r} must be a positive integer")
+            ceiling = CEILINGS.get(name)
+            if ceiling is not None and value > ceiling:
+                raise SandboxError(f"limits.{name}={value} is above the sandbox ceiling {ceiling}")

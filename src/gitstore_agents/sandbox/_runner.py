@@ -12,17 +12,17 @@ import wasmtime
 
 from . import _host
 from ._artifacts import ArtifactCache
-from ._engine import MAX_WASM_STACK, engine_config, engine_fingerprint
+from ._capi import pointer_value
+from ._engine import MAX_WASM_STACK, POOL_SLOTS, engine_config, engine_fingerprint
 from ._errors import ModuleError
+from ._guest import GuestStore
 from ._limits import SandboxLimits
 from ._outcome import Outcome, RunResult
 from ._ticker import EpochTicker
-from ._wasi_io import LogSink, OutputSink, set_stdin_bytes
+from ._wasi_io import LogSink, OutputSink
 
 log = structlog.get_logger(__name__)
 
-# argv is fixed so a module cannot learn anything about the host from it.
-_ARGV = ["task"]
 _WASM_MAGIC = b"\x00asm"
 _PAGE = 65536
 _MIB = 1024 * 1024
@@ -39,15 +39,18 @@ class CompiledModule:
 
     Attributes:
         digest: ``sha256:<hex>`` of the module bytes.
+        module: The compiled module.
+        pre_ptr: Address of its ``InstancePre`` (imports resolved once).
         min_memory_bytes: Linear memory the module needs before it runs.
     """
 
-    __slots__ = ("_pre", "digest", "min_memory_bytes", "module")
+    __slots__ = ("_pre", "digest", "min_memory_bytes", "module", "pre_ptr")
 
     def __init__(self, digest: str, module: wasmtime.Module, pre: wasmtime.InstancePre) -> None:
         self.digest = digest
         self.module = module
-        self._pre = pre
+        self._pre = pre  # keeps pre_ptr alive
+        self.pre_ptr = pointer_value(pre.ptr())
         self.min_memory_bytes = max(
             (
                 export.type.limits.min * _PAGE
@@ -56,10 +59,6 @@ class CompiledModule:
             ),
             default=0,
         )
-
-    def instantiate(self, store: wasmtime.Store) -> wasmtime.Instance:
-        """Instantiate in ``store`` (imports were resolved once, at compile time)."""
-        return self._pre.instantiate(store)
 
 
 class Sandbox:
@@ -76,6 +75,10 @@ class Sandbox:
 
     def __init__(self, *, cache_dir: Path | None = None) -> None:
         self.engine = wasmtime.Engine(engine_config())
+        self._engine_ptr = pointer_value(self.engine.ptr())
+        # One pool slot per concurrent run: a run waits here rather than fail
+        # to instantiate when every slot is taken.
+        self._slots = threading.BoundedSemaphore(POOL_SLOTS)
         self._linker = wasmtime.Linker(self.engine)
         self._linker.define_wasi()
         _host.install(self._linker)
@@ -174,8 +177,9 @@ class Sandbox:
     ) -> RunResult:
         """Run ``module``'s ``_start`` with ``stdin`` as input, within ``limits``.
 
-        Blocks the calling thread; wasmtime releases the GIL while the guest
-        runs, so callers use a thread pool to run several at once.
+        Blocks the calling thread; the GIL is released while guest code runs,
+        so callers use a thread pool to run several at once (at most
+        ``POOL_SLOTS`` at a time; more wait).
 
         Args:
             module: From :meth:`compile` or :meth:`cached`.
@@ -197,47 +201,29 @@ class Sandbox:
             OutputSink(limits.max_stdout_bytes),
             LogSink(limits.max_stderr_bytes),
         )
-        store = wasmtime.Store(self.engine)
-        wasi = wasmtime.WasiConfig()
-        wasi.argv = _ARGV
-        set_stdin_bytes(wasi, stdin)
-        store.set_wasi(wasi)
-        store.set_limits(
-            memory_size=limits.memory_bytes,
-            table_elements=limits.max_table_elements,
-            instances=limits.max_instances,
-            tables=limits.max_tables,
-            memories=limits.max_memories,
-        )
-        store.set_fuel(limits.fuel)
         deadline_ticks = self._ticker.ticks_for(limits.timeout_ms)
-        store.set_epoch_deadline(deadline_ticks)
-
-        instance: wasmtime.Instance | None = None
-        error: Exception | None = None
-        _host.activate(state)
-        first_tick = self._ticker.ticks
-        started = time.perf_counter()
-        try:
-            instance = module.instantiate(store)
-            start = instance.exports(store)["_start"]
-            assert isinstance(start, wasmtime.Func)
-            start(store)
-        except Exception as exc:  # classified below from this run's own state
-            # Without its traceback the error holds no frame, so the store (and
-            # its memory) is freed when this call returns, not at the next GC.
-            error = exc.with_traceback(None)
-        finally:
-            wall_us = int((time.perf_counter() - started) * 1_000_000)
-            _host.deactivate()
-        run = _Ended(
-            error=error,
-            instantiated=instance is not None,
-            fuel_left=store.get_fuel(),
-            timed_out=self._ticker.ticks - first_tick >= deadline_ticks,
-            memory_bytes=_memory_size(store, instance),
-            table_elements=_largest_table(store, instance) if error is not None else 0,
-        )
+        with self._slots:
+            guest = GuestStore(self._engine_ptr, stdin, limits, deadline_ticks)
+            try:
+                _host.activate(state)
+                first_tick = self._ticker.ticks
+                started = time.perf_counter()
+                try:
+                    guest.run(module.pre_ptr, state)
+                finally:
+                    wall_us = int((time.perf_counter() - started) * 1_000_000)
+                    _host.deactivate()
+                # Tables only matter when the guest itself failed (not on exit).
+                trapped = guest.failed and state.exit_code is None and state.abort is None
+                run = _Ended(
+                    guest,
+                    fuel_left=guest.fuel_left(),
+                    timed_out=self._ticker.ticks - first_tick >= deadline_ticks,
+                    memory_bytes=guest.memory_bytes(),
+                    table_elements=guest.largest_table() if trapped else 0,
+                )
+            finally:
+                guest.close()
         outcome, exit_code, detail = run.classify(state, module, limits)
         return RunResult(
             outcome=outcome,
@@ -258,34 +244,20 @@ class Sandbox:
 
 
 class _Ended:
-    """How a run ended, read from the run's own store and state.
+    """How a run ended, read from the run's own store and host state."""
 
-    wasmtime-py can hand a thread the exception of a host call on another
-    thread, so the exception object alone is not trusted: fuel left, epoch
-    ticks elapsed and memory size are this run's facts.
-    """
-
-    __slots__ = (
-        "error",
-        "fuel_left",
-        "instantiated",
-        "memory_bytes",
-        "table_elements",
-        "timed_out",
-    )
+    __slots__ = ("fuel_left", "guest", "memory_bytes", "table_elements", "timed_out")
 
     def __init__(
         self,
+        guest: GuestStore,
         *,
-        error: Exception | None,
-        instantiated: bool,
         fuel_left: int,
         timed_out: bool,
         memory_bytes: int,
         table_elements: int,
     ) -> None:
-        self.error = error
-        self.instantiated = instantiated
+        self.guest = guest
         self.fuel_left = fuel_left
         self.timed_out = timed_out
         self.memory_bytes = memory_bytes
@@ -295,8 +267,8 @@ class _Ended:
         self, state: _host.HostState, module: CompiledModule, limits: SandboxLimits
     ) -> tuple[Outcome, int | None, str]:
         """(outcome, exit code, detail) of the run."""
-        error = self.error
-        if error is None:
+        guest = self.guest
+        if not guest.failed:
             return Outcome.OK, 0, ""
         if state.exit_code is not None:
             # The module called proc_exit; our host function recorded the code.
@@ -310,10 +282,10 @@ class _Ended:
         if state.abort is not None:
             # A host function stopped the run on purpose; the trap is its means.
             return state.abort[0], None, state.abort[1]
-        if not self.instantiated:
-            return self._instantiation_failed(error, module, limits)
-        trap = error.trap_code if isinstance(error, wasmtime.Trap) else None
-        if trap is wasmtime.TrapCode.OUT_OF_FUEL or (trap is None and self.fuel_left == 0):
+        if not guest.instantiated:
+            return self._instantiation_failed(module, limits)
+        trap = guest.trap
+        if trap is wasmtime.TrapCode.OUT_OF_FUEL or self.fuel_left == 0:
             return Outcome.FUEL_EXHAUSTED, None, f"fuel exhausted (limit fuel={limits.fuel})"
         if trap is wasmtime.TrapCode.INTERRUPT or (trap is None and self.timed_out):
             return (
@@ -328,8 +300,8 @@ class _Ended:
                 f"call stack exhausted (stack overflow; max_wasm_stack={MAX_WASM_STACK} bytes)",
             )
         if self._near_cap(limits):
-            return Outcome.MEMORY_LIMIT, None, self._limit_detail(limits, _first_line(error))
-        return Outcome.TRAP, None, _first_line(error)
+            return Outcome.MEMORY_LIMIT, None, self._limit_detail(limits, _cause(guest.message))
+        return Outcome.TRAP, None, _cause(guest.message)
 
     def _near_cap(self, limits: SandboxLimits) -> bool:
         # wasmtime's C API has no hook for a failed memory.grow or table.grow
@@ -354,7 +326,7 @@ class _Ended:
         )
 
     def _instantiation_failed(
-        self, error: Exception, module: CompiledModule, limits: SandboxLimits
+        self, module: CompiledModule, limits: SandboxLimits
     ) -> tuple[Outcome, int | None, str]:
         if module.min_memory_bytes > limits.memory_bytes:
             return (
@@ -363,17 +335,16 @@ class _Ended:
                 f"module needs {module.min_memory_bytes} bytes of memory at start, "
                 f"above memory_bytes={limits.memory_bytes}",
             )
-        message = _first_line(error)
+        message = _cause(self.guest.message)
         if "limit" in message:
             return Outcome.MEMORY_LIMIT, None, f"instantiation exceeds a store limit: {message}"
         return Outcome.TRAP, None, f"instantiation failed: {message}"
 
 
-def _first_line(error: Exception) -> str:
-    text = str(error)
-    # wasmtime puts the cause after the backtrace; keep the cause.
-    cause = text.split("Caused by:", 1)[-1].strip()
-    return cause.splitlines()[0].strip() if cause else type(error).__name__
+def _cause(message: str) -> str:
+    # wasmtime puts the cause after the backtrace; keep the cause's first line.
+    cause = message.split("Caused by:", 1)[-1].strip()
+    return cause.splitlines()[0].strip() if cause else "trap"
 
 
 def _unrun(outcome: Outcome, detail: str) -> RunResult:
@@ -387,20 +358,3 @@ def _unrun(outcome: Outcome, detail: str) -> RunResult:
         peak_memory_bytes=0,
         detail=detail,
     )
-
-
-def _memory_size(store: wasmtime.Store, instance: wasmtime.Instance | None) -> int:
-    # Linear memory never shrinks, so its final size is the peak.
-    if instance is None:
-        return 0
-    memory = instance.exports(store).get("memory")
-    if isinstance(memory, wasmtime.Memory):
-        return memory.data_len(store)
-    return 0
-
-
-def _largest_table(store: wasmtime.Store, instance: wasmtime.Instance | None) -> int:
-    if instance is None:
-        return 0
-    exports = instance.exports(store).values()
-    return max((t.size(store) for t in exports if isinstance(t, wasmtime.Table)), default=0)
