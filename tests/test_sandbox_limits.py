@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 
 import pytest
 import wasmtime
 
-from gitstore_agents.sandbox import ModuleError, Outcome, Sandbox, SandboxLimits
+from gitstore_agents.sandbox import (
+    ModuleError,
+    Outcome,
+    Sandbox,
+    SandboxError,
+    SandboxLimits,
+    _capi,
+)
 
 # A WASI command that writes its argument string to stdout, then runs `body`.
 _TEMPLATE = """
@@ -101,3 +109,39 @@ def test_garbage_bytes_are_an_invalid_module(sandbox: Sandbox) -> None:
     with pytest.raises(ModuleError) as info:
         sandbox.compile(b"\x00asm garbage")
     assert info.value.outcome is Outcome.MODULE_INVALID
+
+
+def test_failed_runs_free_their_store_at_once(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A trapped run's memory (and pool slot) must not wait for the cycle
+    # collector: a worker running many failing tasks would pile them up.
+    deleted: list[int] = []
+    delete = _capi.store_delete
+
+    def counting_delete(store: int) -> None:
+        deleted.append(store)
+        delete(store)
+
+    monkeypatch.setattr(_capi, "store_delete", counting_delete)
+    module = sandbox.compile(_module("(loop $l (br $l))"))
+    gc.disable()
+    try:
+        for _ in range(5):
+            sandbox.run(module, b"", SandboxLimits(fuel=1000))
+    finally:
+        gc.enable()
+    assert len(deleted) == 5
+
+
+def test_limits_must_be_positive() -> None:
+    with pytest.raises(SandboxError) as info:
+        SandboxLimits(fuel=0)
+    assert "limits.fuel=0" in str(info.value)
+
+
+def test_limits_above_the_sandbox_ceiling_are_refused() -> None:
+    with pytest.raises(SandboxError) as info:
+        SandboxLimits(memory_bytes=8 * 1024 * 1024 * 1024)
+    assert "limits.memory_bytes" in str(info.value)
+    assert "ceiling" in str(info.value)

@@ -12,7 +12,7 @@ from nats.aio.client import Client
 from ..envelopes import ContentStore
 from ..errors import ConfigError
 from ..guardrails import PublishBoundary
-from ..sandbox import ModuleRegistry, Sandbox
+from ..sandbox import ModuleRegistry, Sandbox, default_cache_dir, provision_module_store
 from ._decision import Handler
 from ._planner import MARKDOWN_COMPILE, PlannerHandler
 from ._task_handler import TaskHandler
@@ -68,8 +68,8 @@ class Runtime:
         js = self._nc.jetstream()
         await provision_streams(js, self.topology)
         content = await ContentStore.open(js)
-        self._sandbox = Sandbox()
-        registry = ModuleRegistry(self._sandbox)
+        self._sandbox = Sandbox(cache_dir=default_cache_dir())
+        registry = ModuleRegistry(self._sandbox, await provision_module_store(js))
         digests = registry.register_reference_modules()
         modules = {MARKDOWN_COMPILE: digests["markdown-compile"]}
         self._executor = ThreadPoolExecutor(self._sandbox_threads, thread_name_prefix="sandbox")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from concurrent.futures import Executor
 
 import msgspec
@@ -21,7 +22,14 @@ from ..envelopes import (
 )
 from ..errors import GitStoreAgentsError
 from ..guardrails import Outbound
-from ..sandbox import ModuleError, ModuleRegistry, Outcome, Sandbox, SandboxLimits
+from ..sandbox import (
+    ModuleError,
+    ModuleRegistry,
+    Outcome,
+    Sandbox,
+    SandboxLimits,
+    logical_time_ns,
+)
 from ._decision import Decision, Settle
 
 log = structlog.get_logger(__name__)
@@ -53,21 +61,23 @@ class TaskHandler:
         """Execute one task request."""
         try:
             task = decode(msg.data, TaskRequest)
-            module = self._registry.get(task.module_digest)
+            clock = logical_time_ns(task.logical_time)
+            limits = SandboxLimits(
+                fuel=task.limits.fuel,
+                timeout_ms=task.limits.timeout_ms,
+                memory_bytes=task.limits.memory_bytes,
+            )
+            module = await self._registry.load(task.module_digest)
         except (GitStoreAgentsError, ModuleError) as exc:
             return Decision(settle=Settle.TERM, reason=str(exc))
-        limits = SandboxLimits(
-            fuel=task.limits.fuel,
-            timeout_ms=task.limits.timeout_ms,
-            memory_bytes=task.limits.memory_bytes,
-        )
         if task.input is None:
             return Decision(settle=Settle.TERM, reason="input_ref is not supported yet")
         stdin = canonical_json(task.input)
         loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(
-            self._executor, self._sandbox.run, module, stdin, limits
+        run = functools.partial(
+            self._sandbox.run, module, stdin, limits, logical_time_ns=clock, seed=task.seed
         )
+        result = await loop.run_in_executor(self._executor, run)
         if result.outcome is not Outcome.OK:
             settle = Settle.TERM if result.outcome.deterministic else Settle.NAK
             return Decision(settle=settle, reason=f"{result.outcome}: {result.detail}")

@@ -144,6 +144,9 @@ class NatsServer:
                     self.port = int(match.group(2))
                 if _READY in line:
                     ready.set()
+            # EOF: the process is gone. Closing here, in the only reader, keeps an
+            # unclosed-pipe ResourceWarning out of every test that stops a server.
+            proc.stderr.close()
             ready.set()
 
         self._pump = threading.Thread(target=pump, name="nats-server-log", daemon=True)

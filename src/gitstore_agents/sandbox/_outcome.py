@@ -17,6 +17,7 @@ class Outcome(enum.StrEnum):
     DEADLINE_EXCEEDED = "deadline-exceeded"
     MEMORY_LIMIT = "memory-limit"
     OUTPUT_TOO_LARGE = "output-too-large"
+    INPUT_TOO_LARGE = "input-too-large"
     INVALID_OUTPUT = "invalid-output"
     MODULE_INVALID = "module-invalid"
     DIGEST_MISMATCH = "digest-mismatch"
@@ -36,13 +37,15 @@ class RunResult(msgspec.Struct, frozen=True, kw_only=True):
 
     Attributes:
         outcome: How the run ended.
-        exit_code: The WASI exit code (None if the module trapped).
-        stdout: Output bytes, at most the configured cap.
-        stderr: Log bytes, at most the configured cap.
+        exit_code: The WASI exit code (None if the module trapped or never started).
+        stdout: Output bytes, at most ``max_stdout_bytes``.
+        stderr: The *last* ``max_stderr_bytes`` of the log stream.
         fuel_used: Fuel consumed; identical across runs of the same input.
-        wall_time_us: Wall-clock time of the run.
+        wall_time_us: Wall-clock time of instantiation and the run.
         peak_memory_bytes: Largest linear memory size reached.
-        detail: Human-readable reason when the outcome is not ``ok``.
+        detail: Human-readable reason when the outcome is not ``ok``; names the limit.
+        stdout_dropped: Output bytes beyond the cap (the run stops at the first).
+        stderr_dropped: Log bytes dropped from the start of the stream.
     """
 
     outcome: Outcome
@@ -53,3 +56,15 @@ class RunResult(msgspec.Struct, frozen=True, kw_only=True):
     wall_time_us: int
     peak_memory_bytes: int
     detail: str = ""
+    stdout_dropped: int = 0
+    stderr_dropped: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """True when the module exited 0 within every limit."""
+        return self.outcome is Outcome.OK
+
+    @property
+    def deterministic(self) -> bool:
+        """True when re-running the same module and input must end the same way."""
+        return self.outcome.deterministic

@@ -1,0 +1,82 @@
+"""``gitstore-agents sandbox run``: run one module once, print a JSON result."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from ..sandbox import (
+    ModuleError,
+    Sandbox,
+    SandboxLimits,
+    logical_time_ns,
+    module_digest,
+    refusal_report,
+    run_report,
+)
+
+_DEFAULTS = SandboxLimits()
+
+
+def register(commands: Any) -> None:
+    """Add the ``sandbox`` command group."""
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "sandbox", help="run WASI task modules locally"
+    )
+    group = parser.add_subparsers(dest="sandbox_command", required=True, metavar="SUBCOMMAND")
+    run_parser = group.add_parser(
+        "run",
+        help="run MODULE.wasm once with --input on stdin; print a JSON result",
+        description=(
+            "Run a WASI command module under the worker's limits and print the outcome, "
+            "output and resource usage as JSON. Exits 0 when the outcome is ok, 1 otherwise."
+        ),
+    )
+    run_parser.add_argument("module", type=Path, help="the .wasm file")
+    run_parser.add_argument(
+        "--input", required=True, help="file whose bytes are the module's stdin ('-': stdin)"
+    )
+    run_parser.add_argument("--fuel", type=int, default=_DEFAULTS.fuel, help="%(default)s")
+    run_parser.add_argument(
+        "--timeout-ms", type=int, default=_DEFAULTS.timeout_ms, help="%(default)s"
+    )
+    run_parser.add_argument(
+        "--memory-mb", type=int, default=_DEFAULTS.memory_bytes >> 20, help="%(default)s"
+    )
+    run_parser.add_argument(
+        "--logical-time",
+        default="1970-01-01T00:00:00Z",
+        help="what the module's clock reads, ISO 8601 (default: %(default)s)",
+    )
+    run_parser.add_argument("--seed", type=int, default=0, help="random_get seed (default: 0)")
+    run_parser.add_argument("--digest", help="refuse the module unless it has this sha256 digest")
+    run_parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Execute ``sandbox run``."""
+    wasm = args.module.read_bytes()
+    stdin = sys.stdin.buffer.read() if args.input == "-" else Path(args.input).read_bytes()
+    limits = SandboxLimits(
+        fuel=args.fuel, timeout_ms=args.timeout_ms, memory_bytes=args.memory_mb << 20
+    )
+    clock = logical_time_ns(args.logical_time)
+    sandbox = Sandbox()
+    try:
+        try:
+            module = sandbox.compile(wasm, args.digest)
+        except ModuleError as exc:
+            report = refusal_report(exc.outcome, exc.message, module_digest(wasm))
+            ok = False
+        else:
+            result = sandbox.run(module, stdin, limits, logical_time_ns=clock, seed=args.seed)
+            report = run_report(result, module.digest)
+            ok = result.ok
+    finally:
+        sandbox.close()
+    sys.stdout.write(msgspec.json.format(msgspec.json.encode(report), indent=2).decode() + "\n")
+    return 0 if ok else 1

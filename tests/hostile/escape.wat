@@ -1,0 +1,41 @@
+;; Tries every way out we know of and reports what it got, as u32 values on
+;; stdout: fd_prestat_get(3), path_open(3, "etc/passwd"), path_open(0, ...),
+;; fd_read(3), environ_sizes_get (errno, count, bytes), args_sizes_get (errno,
+;; argc, bytes), sock_accept(3), sock_recv(3), sched_yield, then argv[0] (5 bytes).
+(module
+  (import "wasi_snapshot_preview1" "fd_prestat_get" (func $prestat (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "path_open"
+    (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "environ_sizes_get" (func $env_sizes (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "args_sizes_get" (func $args_sizes (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "args_get" (func $args (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "sock_accept" (func $accept (param i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "sock_recv"
+    (func $recv (param i32 i32 i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "sched_yield" (func $yield (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 900) "etc/passwd")
+  (func (export "_start")
+    (i32.store (i32.const 1000) (call $prestat (i32.const 3) (i32.const 800)))
+    (i32.store (i32.const 1004)
+      (call $open (i32.const 3) (i32.const 0) (i32.const 900) (i32.const 10) (i32.const 0)
+        (i64.const 0) (i64.const 0) (i32.const 0) (i32.const 804)))
+    (i32.store (i32.const 1008)
+      (call $open (i32.const 0) (i32.const 0) (i32.const 900) (i32.const 10) (i32.const 0)
+        (i64.const 0) (i64.const 0) (i32.const 0) (i32.const 804)))
+    (i32.store (i32.const 808) (i32.const 600))
+    (i32.store (i32.const 812) (i32.const 16))
+    (i32.store (i32.const 1012) (call $read (i32.const 3) (i32.const 808) (i32.const 1) (i32.const 816)))
+    (i32.store (i32.const 1016) (call $env_sizes (i32.const 1020) (i32.const 1024)))
+    (i32.store (i32.const 1028) (call $args_sizes (i32.const 1032) (i32.const 1036)))
+    (i32.store (i32.const 1040) (call $accept (i32.const 3) (i32.const 0) (i32.const 820)))
+    (i32.store (i32.const 1044)
+      (call $recv (i32.const 3) (i32.const 808) (i32.const 1) (i32.const 0) (i32.const 820)
+        (i32.const 824)))
+    (i32.store (i32.const 1048) (call $yield))
+    (drop (call $args (i32.const 700) (i32.const 1052)))
+    (i32.store (i32.const 0) (i32.const 1000))
+    (i32.store (i32.const 4) (i32.const 57))
+    (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))
