@@ -87,6 +87,7 @@ class NatsServer:
         self.port = port
         self.extra_config = extra_config
         self._proc: subprocess.Popen[str] | None = None
+        self._pump: threading.Thread | None = None
         self._log: collections.deque[str] = collections.deque(maxlen=200)
 
     @property
@@ -140,7 +141,8 @@ class NatsServer:
                     ready.set()
             ready.set()
 
-        threading.Thread(target=pump, name="nats-server-log", daemon=True).start()
+        self._pump = threading.Thread(target=pump, name="nats-server-log", daemon=True)
+        self._pump.start()
         if not ready.wait(timeout_s) or proc.poll() is not None:
             self.stop()
             tail = "\n".join(self._log)
@@ -150,7 +152,10 @@ class NatsServer:
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop gracefully (SIGTERM), escalating to SIGKILL."""
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
+        if proc is None:
+            return
+        if proc.poll() is not None:
+            self._close_log(proc)
             return
         proc.terminate()
         try:
@@ -158,6 +163,7 @@ class NatsServer:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        self._close_log(proc)
 
     def kill(self) -> None:
         """Kill without a chance to flush (a crash)."""
@@ -165,6 +171,17 @@ class NatsServer:
         if proc is not None and proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
+        if proc is not None:
+            self._close_log(proc)
+
+    def _close_log(self, proc: subprocess.Popen[str]) -> None:
+        # The log pump reads stderr until EOF (the process is gone): let it
+        # finish, then close the pipe so no file handle outlives the server.
+        if self._pump is not None:
+            self._pump.join(timeout=5)
+            self._pump = None
+        if proc.stderr is not None:
+            proc.stderr.close()
 
     def restart(self) -> None:
         """Stop and start again on the same port with the same data."""

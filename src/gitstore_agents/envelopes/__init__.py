@@ -8,7 +8,7 @@ from . import _headers as headers
 from ._audit import AuditDecision, AuditRecord
 from ._canonical import canonical_digest, canonical_json, sha256_digest
 from ._codec import EnvelopeError, decode
-from ._failure import DeadLetter, FailureDiagnostic, Stage
+from ._failure import DeadLetter, FailureDiagnostic, FieldError, Stage
 from ._git_blob import BlobMismatchError, git_blob_oid, verify_blob
 from ._git_event import Blob, GitEvent
 from ._subjects import SubjectError, Subjects, subject_token, task_kind
@@ -29,6 +29,7 @@ __all__ = [
     "DeadLetter",
     "EnvelopeError",
     "FailureDiagnostic",
+    "FieldError",
     "GitEvent",
     "Limits",
     "MarkdownInput",

@@ -14,10 +14,27 @@ class Stage(enum.StrEnum):
 
     DECODE = "decode"
     ADMISSION = "admission"
+    LEDGER = "ledger"
     SANDBOX = "sandbox"
     OUTPUT_CHECK = "output-check"
     PUBLISH = "publish"
     DEAD_LETTER = "dead-letter"
+
+
+class FieldError(msgspec.Struct, frozen=True, kw_only=True):
+    """One reason a module rejected its input (exit code 65), in the control plane's shape.
+
+    Attributes:
+        file_path: Catalog file the error is about.
+        field: Path of the offending field (e.g. ``spec.price.amount``).
+        constraint: Which rule failed (e.g. ``required``, ``pattern``).
+        message: What a human should fix.
+    """
+
+    file_path: str = ""
+    field: str = ""
+    constraint: str = ""
+    message: str = ""
 
 
 class FailureDiagnostic(msgspec.Struct, frozen=True, kw_only=True):
@@ -30,6 +47,7 @@ class FailureDiagnostic(msgspec.Struct, frozen=True, kw_only=True):
         attempt: Delivery attempt (1-based) this diagnostic is about.
         retryable: Whether a retry could succeed (``False`` ⇒ the input was terminated).
         stderr_tail: Last lines the module wrote to stderr, if it ran.
+        errors: Field errors of a module that rejected its input (exit code 65).
     """
 
     schema_version: str = SCHEMA_VERSION
@@ -45,6 +63,7 @@ class FailureDiagnostic(msgspec.Struct, frozen=True, kw_only=True):
     module_digest: str | None = None
     input_digest: str | None = None
     stderr_tail: list[str] = msgspec.field(default_factory=list)
+    errors: list[FieldError] = msgspec.field(default_factory=list)
     occurred_at: str
 
 

@@ -3,6 +3,8 @@
 ``<prefix>.events.git.push.<repository_id>``  git events (control plane)
 ``<prefix>.tasks.<kind>``                     task requests (planner)
 ``<prefix>.validation.<kind>``                validation requests (task roles)
+``<prefix>.failures.<kind>``                  failure diagnostics (permanent failures)
+``<prefix>.dlq.<kind>``                       dead letters (deliveries exhausted)
 """
 
 from __future__ import annotations
@@ -67,6 +69,22 @@ class Subjects(msgspec.Struct, frozen=True, kw_only=True):
     def validation(self, kind: str) -> str:
         """Subject of validation requests produced by tasks of ``kind``."""
         return f"{self.prefix}.validation.{task_kind(kind)}"
+
+    def failure(self, kind: str) -> str:
+        """Subject of failure diagnostics about tasks (or events) of ``kind``."""
+        return f"{self.prefix}.failures.{task_kind(kind)}"
+
+    def dead_letter(self, kind: str) -> str:
+        """Subject of dead letters for work items of ``kind``."""
+        return f"{self.prefix}.dlq.{task_kind(kind)}"
+
+    def failures_all(self) -> str:
+        """Wildcard over every failure diagnostic."""
+        return f"{self.prefix}.failures.>"
+
+    def dead_letters_all(self) -> str:
+        """Wildcard over every dead letter (and requeue record)."""
+        return f"{self.prefix}.dlq.>"
 
     def events_all(self) -> str:
         """Wildcard over the events stream's subjects."""
