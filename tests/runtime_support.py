@@ -298,3 +298,20 @@ async def planned_task(runtime: Runtime, event: GitEvent) -> TaskRequest:
 def with_worker_id(config: Config, worker_id: str) -> Config:
     """``config`` for another worker process."""
     return msgspec.structs.replace(config, worker_id=worker_id)
+
+
+async def cli(*args: str) -> tuple[int, str]:
+    """Run ``gitstore-agents ARGS...`` as a process; (exit code, stdout)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GITSTORE_")}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gitstore_agents",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env=env,
+    )
+    out, _ = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode()

@@ -114,6 +114,7 @@ class Runtime:
         self._health: HealthServer | None = None
         self._connected = False
         self._draining = False
+        self._closing = False
         self._started = False
         self.handlers: dict[str, Handler] = {}
         self.workers: list[PullWorker] = []
@@ -166,12 +167,17 @@ class Runtime:
         """
         stop = stop or asyncio.Event()
         health = self.config.health
-        if health.port is not None and self._health is None:
-            self._health = HealthServer(self.readiness, host=health.host, port=health.port)
-            await self._health.start()
-        await self._connect(stop)
-        await self._ensure_topology(stop)
-        await self.build()
+        try:
+            if health.port is not None and self._health is None:
+                self._health = HealthServer(self.readiness, host=health.host, port=health.port)
+                await self._health.start()
+            await self._connect(stop)
+            await self._ensure_topology(stop)
+            await self.build()
+        except BaseException:
+            # Leave nothing open behind a failed start (connection, threads, port).
+            await self.close()
+            raise
         self._started = True
         log.info(
             "runtime started",
@@ -222,6 +228,7 @@ class Runtime:
     async def close(self) -> None:
         """Close the connection, wait for sandbox threads, stop the sandbox and health server."""
         self._draining = True
+        self._closing = True
         if self._nc is not None and not self._nc.is_closed:
             with contextlib.suppress(Exception):
                 await self._nc.close()
@@ -274,6 +281,8 @@ class Runtime:
 
     async def _on_disconnected(self) -> None:
         self._connected = False
+        if self._closing:
+            return
         log.warning("disconnected from NATS; reconnecting")
 
     async def _on_reconnected(self) -> None:

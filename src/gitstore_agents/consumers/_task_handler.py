@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 from concurrent.futures import Executor
+from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -277,7 +278,7 @@ class TaskHandler:
             )
             return Decision(
                 settle=Settle.NAK,
-                nak_delay_s=claim.retry_in_s + _BUSY_SLACK_S,
+                nak_delay_s=self._busy_delay(a.task, claim),
                 code="claimed-elsewhere",
                 reason=f"claimed by {holder}",
             )
@@ -519,6 +520,22 @@ class TaskHandler:
         await self._flush_trail(a)
         return Decision(settle=Settle.NAK, nak_delay_s=delay, code=code, reason=message)
 
+    def _busy_delay(self, task: TaskRequest, busy: Busy) -> float:
+        """When to look again at a task another worker is running.
+
+        A live holder is done by its start plus the task's deadline plus the
+        publish timeout; a crashed one by the end of its lease. Ask again at
+        the earlier of the two, so a duplicate settles soon after the original.
+        """
+        started = _parse_time(busy.record.started_at)
+        if started is not None:
+            done_by = started + timedelta(
+                seconds=task.limits.timeout_ms / 1000 + self.settings.publish_timeout_s
+            )
+            expected = (done_by - utc_now()).total_seconds()
+            return max(min(expected, busy.retry_in_s), 0.0) + _BUSY_SLACK_S
+        return busy.retry_in_s + _BUSY_SLACK_S
+
     def _backoff(self, a: _Attempt) -> float:
         return retry_delay_s(self.settings.backoff_s, a.delivery.num_delivered)
 
@@ -581,6 +598,13 @@ class TaskHandler:
             memory_bytes=task.limits.memory_bytes,
         )
         return self._sandbox.run(module, stdin, limits)
+
+
+def _parse_time(moment: str | None) -> datetime | None:
+    try:
+        return datetime.fromisoformat(moment) if moment else None
+    except ValueError:
+        return None
 
 
 def _check_input_digest(task: TaskRequest) -> None:
