@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import subprocess
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import nats
+import nats.js.errors
 from nats.aio.client import Client
 
 from gitstore_agents.config import (
@@ -19,7 +22,15 @@ from gitstore_agents.config import (
     Config,
     Topology,
 )
-from gitstore_agents.consumers import Ledger, RunRecord, RunState, provision
+from gitstore_agents.consumers import (
+    Ledger,
+    RunRecord,
+    RunState,
+    Runtime,
+    provision,
+    provision_consumer,
+    role_consumer,
+)
 from gitstore_agents.embedded import NatsServer
 
 from .runtime_support import (
@@ -232,3 +243,31 @@ async def _http_status(port: int, path: str) -> int:
     writer.close()
     await writer.wait_closed()
     return int(status_line.split()[1])
+
+
+async def test_a_deleted_durable_makes_the_worker_unready_until_an_operator_recreates_it(
+    nats_url: str, nc: Client, topology: Topology, tmp_path: Path
+) -> None:
+    config = runtime_config(nats_url, topology, tmp_path, follow_ups=())
+    js = nc.jetstream()
+    spec = role_consumer(config, MARKDOWN_COMPILER)
+    async with running(config, ROLES) as runtime:
+        await eventually(_value(runtime), lambda r: r.ready, what="ready")
+        await js.delete_consumer(spec.stream, spec.durable)
+        await eventually(_value(runtime), lambda r: not r.ready, what="unready without its durable")
+        # The worker must not recreate it: an operator rewinding it owns that.
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            await js.consumer_info(spec.stream, spec.durable)
+            raise AssertionError("the worker recreated a durable an operator deleted")
+        await publish_event(js, topology, make_event(1))
+        await provision_consumer(js, spec)  # `nats consumer add ...`
+        await eventually(_value(runtime), lambda r: r.ready, what="ready again")
+        await wait_settled(js, config, ROLES)
+        assert len(await validation_requests(js, topology)) == 1
+
+
+def _value(runtime: Runtime) -> Callable[[], Awaitable[Runtime]]:
+    async def probe() -> Runtime:
+        return runtime
+
+    return probe

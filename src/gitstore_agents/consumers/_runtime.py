@@ -18,9 +18,8 @@ import asyncio
 import contextlib
 import os
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import nats
 import nats.errors
@@ -54,7 +53,7 @@ from ._observer import LogObserver, Observer
 from ._planner import PlannerHandler
 from ._stages import Admission, BasicAdmission, BasicOutputCheck, KindAllowance, OutputCheck
 from ._task_handler import TaskHandler, TaskSettings
-from ._topology import dead_letter_consumer, provision, provision_consumer, role_consumer, verify
+from ._topology import ConsumerSpec, dead_letter_consumer, provision, role_consumer, verify
 from ._worker import PullWorker, WorkerSettings
 
 log = structlog.get_logger(__name__)
@@ -408,7 +407,7 @@ class Runtime:
                 fetch_heartbeat_s=settings.fetch_heartbeat_s,
             ),
             handler,
-            ensure_consumer=self._recreate(role, dead_letters=False),
+            ensure_consumer=self._check_consumer(spec),
         )
 
     def _dead_letter_worker(self, role: str) -> PullWorker:
@@ -446,18 +445,19 @@ class Runtime:
                 fetch_heartbeat_s=settings.fetch_heartbeat_s,
             ),
             writer,
-            ensure_consumer=self._recreate(role, dead_letters=True),
+            ensure_consumer=self._check_consumer(spec),
         )
 
-    def _recreate(self, role: str, *, dead_letters: bool) -> Callable[[], Any] | None:
-        if not self.config.provision_on_start:
-            return None
+    def _check_consumer(self, spec: ConsumerSpec) -> Callable[[], Awaitable[None]]:
+        # A durable that disappears is not recreated here: an operator may be
+        # rewinding it (`nats consumer rm` then `nats consumer add --deliver
+        # <seq>`), and recreating it with deliver-all would race them. The
+        # worker stays unready until the durable is back (or a restart's
+        # provisioning recreates it).
+        async def check() -> None:
+            await self.js.consumer_info(spec.stream, spec.durable)
 
-        async def recreate() -> None:
-            spec = (dead_letter_consumer if dead_letters else role_consumer)(self.config, role)
-            await provision_consumer(self.js, spec)
-
-        return recreate
+        return check
 
 
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:

@@ -76,8 +76,8 @@ class PullWorker:
         nc: The connection (messages are settled on it).
         settings: Consumer and concurrency settings.
         handler: Decides (and publishes) for each delivery.
-        ensure_consumer: Recreates the durable if the server lost it (None:
-            only wait for someone else to recreate it).
+        ensure_consumer: Checks (raising if not) that the durable exists again
+            after the server said it was missing.
     """
 
     def __init__(
@@ -95,6 +95,7 @@ class PullWorker:
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._inflight: dict[int, _InFlight] = {}
         self._draining = False
+        self._missing_logged = False
         self._settle_tasks: set[asyncio.Task[None]] = set()
         self.settled: dict[Settle, int] = dict.fromkeys(Settle, 0)
         self.pull = PullConsumer(
@@ -245,20 +246,21 @@ class PullWorker:
         task.add_done_callback(self._settle_tasks.discard)
 
     async def _consumer_missing(self) -> None:
-        log.warning(
-            "durable consumer missing",
-            role=self.settings.name,
-            stream=self.settings.stream,
-            durable=self.settings.durable,
-        )
-        if self._ensure_consumer is None:
-            return
-        try:
-            await self._ensure_consumer()
-        except Exception:
-            log.exception("could not recreate the durable consumer")
-            return
-        self.pull.bound = True
+        if self._ensure_consumer is not None:
+            with contextlib.suppress(Exception):
+                await self._ensure_consumer()
+                # It exists (again): the next pull request will be served.
+                self.pull.bound = True
+                self._missing_logged = False
+                return
+        if not self._missing_logged:
+            self._missing_logged = True
+            log.warning(
+                "durable consumer missing; not ready until it exists again",
+                role=self.settings.name,
+                stream=self.settings.stream,
+                durable=self.settings.durable,
+            )
 
     async def _progress(self) -> None:
         # In-progress acks keep JetStream from redelivering work that is
