@@ -8,7 +8,7 @@ from pathlib import Path
 from nats.aio.client import Client
 
 from gitstore_agents.config import MARKDOWN_COMPILE, MARKDOWN_COMPILER, PLANNER, Topology
-from gitstore_agents.consumers import RunState, list_dead_letters
+from gitstore_agents.consumers import RunState, list_dead_letters, read_subject
 
 from .runtime_support import (
     cli,
@@ -72,7 +72,10 @@ async def test_exhausted_task_is_dead_lettered_once_and_requeue_runs_it_again(
             lambda info: info.num_pending == 0 and info.num_ack_pending == 0,
             what="the copy of the advisory to be handled",
         )
-        assert len(await list_dead_letters(js, topology)) == 1
+        stored = await read_subject(
+            js, topology.failures_stream, topology.subjects.dead_letter(MARKDOWN_COMPILE)
+        )
+        assert len(stored) == 1, "the same advisory twice stores one dead letter"
 
         # Fix the cause, then requeue with the CLI an operator would use.
         await js.add_stream(validation)

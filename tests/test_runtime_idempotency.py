@@ -16,7 +16,14 @@ from gitstore_agents.config import (
     PLANNER,
     Topology,
 )
-from gitstore_agents.consumers import Runtime, replay_stream, role_consumer
+from gitstore_agents.consumers import (
+    Claim,
+    Ledger,
+    RunState,
+    Runtime,
+    replay_stream,
+    role_consumer,
+)
 from gitstore_agents.envelopes import AuditDecision, canonical_json
 
 from .runtime_support import (
@@ -164,3 +171,32 @@ async def test_replay_verify_reports_a_digest_the_ledger_does_not_have(
     assert [m.idempotency_key for m in alarm.mismatches] == [victim.idempotency_key]
     assert alarm.mismatches[0].replay_digest == victim.output_digest
     assert len(await validation_requests(js, topology)) == stored, "--verify publishes nothing"
+
+
+async def test_a_task_held_by_a_dead_workers_claim_waits_for_the_lease_without_spending_deliveries(
+    nats_url: str, nc: Client, topology: Topology, tmp_path: Path
+) -> None:
+    config = runtime_config(nats_url, topology, tmp_path, follow_ups=())
+    js = nc.jetstream()
+    observer = RecordingObserver()
+    async with running(config, [MARKDOWN_COMPILER], observer=observer) as runtime:
+        task = await planned_task(runtime, make_event(1))
+        # A worker that crashed right after claiming the task (its lease: 2s).
+        dead_worker = Ledger(await js.key_value(topology.ledger_bucket))
+        assert isinstance(await dead_worker.claim(task, worker_id="dead", lease_s=2.0), Claim)
+        await js.publish(
+            topology.subjects.task(MARKDOWN_COMPILE),
+            canonical_json(task),
+            headers={"Nats-Msg-Id": task.idempotency_key},
+        )
+        await wait_settled(js, config, [MARKDOWN_COMPILER])
+        requests = await validation_requests(js, topology)
+        assert runtime.ledger is not None
+        record = await runtime.ledger.get(task.idempotency_key)
+
+    assert len(requests) == 1
+    decisions = [r for _, r in observer.records if r.idempotency_key == task.idempotency_key]
+    assert {r.attempt for r in decisions} == {1}, "waiting for a lease costs no delivery"
+    assert record is not None
+    assert record[0].state is RunState.SUCCEEDED
+    assert record[0].attempts == 2, "taken over once the dead worker's lease ran out"

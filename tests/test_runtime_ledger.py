@@ -110,13 +110,24 @@ async def test_settled_records_are_skipped_and_released_ones_claimed_at_once(
 async def test_concurrent_claims_on_one_key_yield_exactly_one_claim(
     ledger_and_clock: tuple[Ledger, Clock],
 ) -> None:
-    ledger, _ = ledger_and_clock
+    ledger, clock = ledger_and_clock
     task = _task()
+    # Racing to create the record...
     results = await asyncio.gather(
         *(ledger.claim(task, worker_id=f"w{i}", lease_s=30) for i in range(8))
     )
     assert sum(isinstance(r, Claim) for r in results) == 1
     assert sum(isinstance(r, Busy) for r in results) == 7
+    # ...and racing to take over an expired lease (an update, not a create).
+    clock.advance(31)
+    results = await asyncio.gather(
+        *(ledger.claim(task, worker_id=f"v{i}", lease_s=30) for i in range(8))
+    )
+    assert sum(isinstance(r, Claim) for r in results) == 1
+    assert sum(isinstance(r, Busy) for r in results) == 7
+    found = await ledger.get(task.idempotency_key)
+    assert found is not None
+    assert found[0].attempts == 2
 
 
 async def test_dead_lettered_records_can_be_claimed_again_after_a_requeue(
@@ -141,3 +152,19 @@ def test_ledger_keys_are_valid_kv_keys() -> None:
     assert ledger_key("sha256:" + "ab" * 32) == "ab" * 32
     assert ":" not in ledger_key("evt:with:colons")
     assert len(ledger_key("evt:with:colons")) == 64
+
+
+async def test_a_claim_this_process_abandoned_is_taken_over_at_once(
+    ledger_and_clock: tuple[Ledger, Clock], nc: Client, topology: Topology
+) -> None:
+    ledger, clock = ledger_and_clock
+    task = _task()
+    stranded = await ledger.claim(task, worker_id="a", lease_s=30)
+    assert isinstance(stranded, Claim)
+    # e.g. the publish failed while NATS was down and so did the release
+    ledger.abandon(stranded)
+    other_process = Ledger(await nc.jetstream().key_value(topology.ledger_bucket), clock=clock)
+    assert isinstance(await other_process.claim(task, worker_id="b", lease_s=30), Busy)
+    again = await ledger.claim(task, worker_id="a", lease_s=30)
+    assert isinstance(again, Claim), "no wait for the lease of a claim known to be dead"
+    assert again.record.attempts == 2

@@ -10,6 +10,9 @@ from ..envelopes import Limits
 from ._names import PLANNER
 from ._topology import Topology
 
+DRAIN_RESERVE_S = 3.0
+"""Part of the drain grace a worker keeps for handing back unfinished work and closing."""
+
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 PositiveSeconds = Annotated[float, msgspec.Meta(gt=0)]
 NonNegativeSeconds = Annotated[float, msgspec.Meta(ge=0)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..envelopes import SubjectError, task_kind
 from ..errors import ConfigError
-from ._model import Config, RoleConfig
+from ._model import DRAIN_RESERVE_S, Config, RoleConfig
 from ._module_ref import parse_module_ref
 from ._names import EXTENSION_RUN, MARKDOWN_COMPILE, PLANNER, ROLES
 
@@ -33,11 +33,12 @@ def validate_config(config: Config) -> Config:
     if MARKDOWN_COMPILE not in owners and PLANNER in config.roles:
         problems.append(f"roles: the planner plans {MARKDOWN_COMPILE!r} but no role runs it")
     deadline = max((r.max_deadline_s() for r in config.roles.values()), default=0.0)
-    if config.drain_grace_s < deadline + config.publish_timeout_s:
+    if config.drain_grace_s < deadline + config.publish_timeout_s + DRAIN_RESERVE_S:
         problems.append(
             f"drain_grace_s={config.drain_grace_s:g} is shorter than the longest task deadline "
-            f"({deadline:g}s) plus publish_timeout_s={config.publish_timeout_s:g}: in-flight "
-            "work could not finish while draining"
+            f"({deadline:g}s) plus publish_timeout_s={config.publish_timeout_s:g} plus "
+            f"{DRAIN_RESERVE_S:g}s to hand back and close: in-flight work could not finish "
+            "while draining"
         )
     if problems:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))

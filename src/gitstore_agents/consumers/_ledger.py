@@ -42,6 +42,8 @@ _HEX_KEY = re.compile(r"^sha256:([0-9a-f]{64})$")
 # Two claims racing on one key resolve in one retry; more means something
 # keeps rewriting the record, which is worth an error rather than a loop.
 _MAX_RACES = 8
+# Claims this process gave up on but could not release (NATS was down).
+_MAX_ABANDONED = 10_000
 
 
 class RunState(enum.StrEnum):
@@ -153,6 +155,30 @@ class Ledger:
     def __init__(self, kv: KeyValue, *, clock: Callable[[], datetime] = utc_now) -> None:
         self._kv = kv
         self._clock = clock
+        # claim_id -> None, oldest first: claims this process abandoned. A
+        # claim id is unique to one attempt of one process, so only this
+        # process can know such a claim is dead before its lease runs out.
+        self._abandoned: dict[str, None] = {}
+
+    def abandon(self, claim: Claim | str) -> None:
+        """Remember that this process stopped working on ``claim`` without releasing it.
+
+        The next delivery of the task (to this process) takes the claim over
+        at once instead of waiting for its lease: after NATS comes back, the
+        work resumes immediately rather than after a lease per task.
+        """
+        claim_id = claim if isinstance(claim, str) else claim.record.claim_id
+        if claim_id:
+            self._abandoned[claim_id] = None
+            while len(self._abandoned) > _MAX_ABANDONED:
+                del self._abandoned[next(iter(self._abandoned))]
+
+    def _held(self, record: RunRecord, now: datetime) -> bool:
+        """True while a live claim (one this process has not abandoned) holds ``record``."""
+        if record.state is not RunState.RUNNING or record.claim_id in self._abandoned:
+            return False
+        lease_until = _parse(record.lease_until)
+        return lease_until is not None and lease_until > now
 
     async def get(self, idempotency_key: str) -> tuple[RunRecord, int] | None:
         """The record of ``idempotency_key`` and its revision, or None.
@@ -193,16 +219,17 @@ class Ledger:
             now = self._clock()
             if current is None:
                 record = self._claimed(_fresh(task), worker_id, lease_s, now)
-                revision = await self._write(key, record, last=0)
+                revision = await self._write_claim(key, record, last=0)
             else:
                 previous, last = current
                 if previous.state.settled:
                     return Settled(record=previous)
-                lease_until = _parse(previous.lease_until)
-                if previous.state is RunState.RUNNING and lease_until and lease_until > now:
+                if self._held(previous, now):
+                    lease_until = _parse(previous.lease_until)
+                    assert lease_until is not None
                     return Busy(record=previous, retry_in_s=(lease_until - now).total_seconds())
                 record = self._claimed(previous, worker_id, lease_s, now)
-                revision = await self._write(key, record, last=last)
+                revision = await self._write_claim(key, record, last=last)
             if revision is not None:
                 return Claim(key=key, revision=revision, record=record)
         raise LedgerUnavailableError(f"ledger claim {key} lost {_MAX_RACES} races in a row")
@@ -255,7 +282,19 @@ class Ledger:
             updated_at=rfc3339(self._clock()),
             **changes,
         )
-        return await self._write(claim.key, record, last=claim.revision) is not None
+        try:
+            return await self._write(claim.key, record, last=claim.revision) is not None
+        except LedgerUnavailableError:
+            self.abandon(claim)
+            raise
+
+    async def _write_claim(self, key: str, record: RunRecord, *, last: int) -> int | None:
+        try:
+            return await self._write(key, record, last=last)
+        except LedgerUnavailableError:
+            # The write may have landed even though no reply came back.
+            self.abandon(record.claim_id or "")
+            raise
 
     def _claimed(
         self, record: RunRecord, worker_id: str, lease_s: float, now: datetime

@@ -60,7 +60,8 @@ log = structlog.get_logger(__name__)
 
 # Dead-letter writers are light: a couple of advisories at a time is plenty.
 _DEAD_LETTER_CONCURRENCY = 2
-# Time kept back from the drain grace for flushing and closing the connection.
+# Time kept back from the drain grace for flushing and closing the connection;
+# with the worker's abort reserve it makes up config.DRAIN_RESERVE_S.
 _CLOSE_RESERVE_S = 1.0
 # Pause between attempts while the topology is missing or NATS is unreachable.
 _START_RETRY_S = 2.0

@@ -69,6 +69,8 @@ _STDERR_TAIL_LINES = 20
 _STDERR_LINE_CHARS = 500
 # A busy claim is retried just after its lease ends, not exactly at it.
 _BUSY_SLACK_S = 0.25
+# While another worker holds a task, look at the ledger this often.
+_BUSY_POLL_S = 0.25
 
 
 class TaskSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -193,6 +195,7 @@ class TaskHandler:
             # The worker aborts in-flight work when its drain grace runs out:
             # hand the claim back so the redelivery runs at once, not after the lease.
             if attempt.claim is not None:
+                self._ledger.abandon(attempt.claim)
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(
                         self._ledger.retry_later(attempt.claim, error="released: worker draining"),
@@ -263,27 +266,45 @@ class TaskHandler:
 
     async def _claim(self, a: _Attempt) -> Decision | None:
         assert a.task is not None
-        try:
-            claim = await self._ledger.claim(
-                a.task, worker_id=self.settings.worker_id, lease_s=self.settings.lease_s
-            )
-        except LedgerUnavailableError as exc:
-            return await self._failed(a, Stage.LEDGER, exc)
-        if isinstance(claim, Settled):
-            return await self._skip(a, claim)
-        if isinstance(claim, Busy):
+        loop = asyncio.get_running_loop()
+        # Another worker holds the task: wait here (the worker keeps the
+        # message alive with in-progress acks) rather than nak, which would
+        # spend one of the message's deliveries on every look.
+        hold_until = loop.time() + self.settings.lease_s
+        waiting = False
+        while True:
+            try:
+                claim = await self._ledger.claim(
+                    a.task, worker_id=self.settings.worker_id, lease_s=self.settings.lease_s
+                )
+            except LedgerUnavailableError as exc:
+                return await self._failed(a, Stage.LEDGER, exc)
+            if isinstance(claim, Settled):
+                return await self._skip(a, claim)
+            if isinstance(claim, Claim):
+                a.claim = claim
+                return None
             holder = f"{claim.record.worker_id} until {claim.record.lease_until}"
-            self._decide(
-                a, AuditDecision.RETRIED, code="claimed-elsewhere", reason=f"claimed by {holder}"
-            )
-            return Decision(
-                settle=Settle.NAK,
-                nak_delay_s=self._busy_delay(a.task, claim),
-                code="claimed-elsewhere",
-                reason=f"claimed by {holder}",
-            )
-        a.claim = claim
-        return None
+            pause = self._busy_pause(a.task, claim)
+            if loop.time() + pause > hold_until:
+                self._decide(
+                    a,
+                    AuditDecision.RETRIED,
+                    code="claimed-elsewhere",
+                    reason=f"claimed by {holder}",
+                )
+                return Decision(
+                    settle=Settle.NAK,
+                    nak_delay_s=claim.retry_in_s + _BUSY_SLACK_S,
+                    code="claimed-elsewhere",
+                    reason=f"claimed by {holder}",
+                )
+            if not waiting:
+                waiting = True
+                log.info(
+                    "task claimed elsewhere; waiting", holder=holder, key=a.task.idempotency_key
+                )
+            await asyncio.sleep(min(pause, _BUSY_POLL_S))
 
     async def _execute(self, a: _Attempt) -> Decision | None:
         assert a.task is not None
@@ -515,26 +536,29 @@ class TaskHandler:
             try:
                 await self._ledger.retry_later(a.claim, error=f"{code}: {message}")
             except LedgerUnavailableError:
-                # The lease runs out on its own; the next claim takes over then.
+                # Another process waits for the lease to run out; this one
+                # (Ledger.abandon) takes the claim over on the redelivery.
                 log.warning("could not release claim", key=a.claim.key)
         await self._flush_trail(a)
         return Decision(settle=Settle.NAK, nak_delay_s=delay, code=code, reason=message)
 
-    def _busy_delay(self, task: TaskRequest, busy: Busy) -> float:
-        """When to look again at a task another worker is running.
+    def _busy_pause(self, task: TaskRequest, busy: Busy) -> float:
+        """How long to wait before looking again at a task another claim holds.
 
         A live holder is done by its start plus the task's deadline plus the
-        publish timeout; a crashed one by the end of its lease. Ask again at
-        the earlier of the two, so a duplicate settles soon after the original.
+        publish timeout: look again then (a duplicate settles soon after its
+        original). Past that, the holder is probably gone and only its lease
+        ending frees the task: look again then.
         """
         started = _parse_time(busy.record.started_at)
+        expected = 0.0
         if started is not None:
             done_by = started + timedelta(
                 seconds=task.limits.timeout_ms / 1000 + self.settings.publish_timeout_s
             )
             expected = (done_by - utc_now()).total_seconds()
-            return max(min(expected, busy.retry_in_s), 0.0) + _BUSY_SLACK_S
-        return busy.retry_in_s + _BUSY_SLACK_S
+        wait = expected if expected > 0 else busy.retry_in_s
+        return min(max(wait, 0.0), busy.retry_in_s) + _BUSY_SLACK_S
 
     def _backoff(self, a: _Attempt) -> float:
         return retry_delay_s(self.settings.backoff_s, a.delivery.num_delivered)

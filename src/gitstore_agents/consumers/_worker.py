@@ -28,7 +28,8 @@ log = structlog.get_logger(__name__)
 
 # A handler that raised (a bug, not a classified failure) is retried after this.
 HANDLER_ERROR_DELAY_S = 1.0
-# Part of the drain grace kept for aborted handlers to release claims and nak.
+# Part of the drain grace kept for aborted handlers to release claims and nak
+# (with the runtime's close reserve it makes up config.DRAIN_RESERVE_S).
 _ABORT_GRACE_S = 2.0
 
 
