@@ -182,12 +182,14 @@ async def provision_consumer(js: JetStreamContext, spec: ConsumerSpec) -> None:
 
 
 def _owned(config: ConsumerConfig) -> tuple[object, ...]:
+    # Durations travel as integer nanoseconds (nats-py truncates: 8.2 s comes
+    # back as 8.199999999 s), so compare them at millisecond precision.
     filters = tuple(config.filter_subjects or ()) or (config.filter_subject,)
     return (
-        config.ack_wait,
+        round(config.ack_wait or 0, 3),
         config.max_deliver,
         config.max_ack_pending,
-        tuple(config.backoff or ()),
+        tuple(round(b, 3) for b in config.backoff or ()),
         filters,
     )
 
