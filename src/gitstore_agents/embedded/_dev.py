@@ -194,7 +194,7 @@ async def run_dev(
             out.write(
                 f"gitstore-agents dev: nats-server at {server.url}, data in {data_dir}\n"
                 f"roles: {', '.join(runtime.roles)}; publish git events to "
-                f"{topology.subjects.git_push('<repository_id>')}; Ctrl-C to stop\n"
+                f"{topology.prefix}.events.git.push.<repository_id>; Ctrl-C to stop\n"
             )
             out.flush()
             await serving
