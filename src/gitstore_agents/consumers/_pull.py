@@ -27,8 +27,6 @@ log = structlog.get_logger(__name__)
 
 # Silence for this many heartbeats means the pull request is gone.
 _MISSED_HEARTBEATS = 3
-# The server stops a request a little before the client gives up on it.
-_EXPIRES_SLACK_S = 0.25
 # After an error status, wait this long before the next request.
 _ERROR_PAUSE_S = 1.0
 _CONFLICT_PAUSE_S = 0.1
@@ -108,6 +106,9 @@ class PullConsumer:
         loop = asyncio.get_running_loop()
         try:
             while not stop.is_set():
+                # Cleared before looking at the state: anything that happens
+                # from here on wakes the next round at once.
+                self._wake.clear()
                 now = loop.time()
                 if self._consumer_missing:
                     self._consumer_missing = False
@@ -125,7 +126,6 @@ class PullConsumer:
                     self._outstanding = 0
                 if not self._outstanding and now >= self._paused_until:
                     await self._request(now)
-                self._wake.clear()
                 # Wake on any message/status/capacity change, else at the next heartbeat.
                 timeout = self._heartbeat_s
                 if self._paused_until > now:
@@ -159,7 +159,8 @@ class PullConsumer:
             return
         request = {
             "batch": free,
-            "expires": int((self._expires_s - _EXPIRES_SLACK_S) * 1e9),
+            # Exactly what the configuration validated (heartbeat <= expires / 2).
+            "expires": int(self._expires_s * 1e9),
             "idle_heartbeat": int(self._heartbeat_s * 1e9),
         }
         self._outstanding = free
