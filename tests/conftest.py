@@ -74,6 +74,11 @@ def topology() -> Topology:
         events_stream=f"T{tag}_EVENTS",
         tasks_stream=f"T{tag}_TASKS",
         validation_stream=f"T{tag}_VALIDATION",
+        failures_stream=f"T{tag}_FAILURES",
+        advisories_stream=f"T{tag}_ADVISORIES",
+        ledger_bucket=f"t{tag}-runs",
+        modules_bucket=f"t{tag}-modules",
+        content_bucket=f"t{tag}-content",
     )
 
 

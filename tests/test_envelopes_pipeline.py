@@ -8,7 +8,7 @@ is published byte for byte with the headers the page prescribes.
 from __future__ import annotations
 
 import asyncio
-import uuid
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,17 +16,13 @@ import msgspec
 import pytest
 from nats.aio.client import Client
 
+from gitstore_agents.config import Config, load_config
 from gitstore_agents.consumers import (
     MARKDOWN_COMPILE,
     MARKDOWN_COMPILER,
     PLANNER,
-    ConsumerSpec,
-    PlannerHandler,
-    PullWorker,
     Runtime,
     Topology,
-    provision_consumer,
-    provision_streams,
 )
 from gitstore_agents.envelopes import (
     CompiledResource,
@@ -39,7 +35,6 @@ from gitstore_agents.envelopes import (
     object_name,
     sha256_digest,
 )
-from gitstore_agents.guardrails import PublishBoundary
 
 from .support import eventually, stream_messages
 
@@ -68,7 +63,7 @@ async def _publish_as_documented(nc: Client, topology: Topology, data: bytes) ->
 
 
 class Planner:
-    """The planner role on real streams, with a content store, without the sandbox."""
+    """The planner role on real streams (with its content store), without the sandbox."""
 
     def __init__(self, nc: Client, topology: Topology, content: ContentStore) -> None:
         self.nc = nc
@@ -88,28 +83,40 @@ class Planner:
         return info.num_pending, info.num_ack_pending
 
 
-@pytest.fixture
-async def planner(nc: Client, topology: Topology) -> AsyncIterator[Planner]:
-    js = nc.jetstream()
-    await provision_streams(js, topology)
-    content = await ContentStore.open(js, bucket=f"content-{uuid.uuid4().hex[:10]}")
-    spec = ConsumerSpec(
-        stream=topology.events_stream,
-        durable=PLANNER,
-        filter_subject=topology.subjects.git_push_all(),
-    )
-    await provision_consumer(js, spec)
-    handler = PlannerHandler(topology.subjects, {MARKDOWN_COMPILE: MODULE}, content)
-    worker = PullWorker(
-        js, spec, handler, PublishBoundary(js, [topology.subjects.tasks_all()]), batch=8
-    )
+@contextlib.asynccontextmanager
+async def _serving(config: Config, roles: list[str]) -> AsyncIterator[Runtime]:
+    rt = Runtime(config, roles)
+    await rt.start()
     stop = asyncio.Event()
-    serving = asyncio.create_task(worker.run(stop))
+    serving = asyncio.create_task(rt.run(stop))
     try:
-        yield Planner(nc, topology, content)
+        yield rt
     finally:
         stop.set()
         await serving
+        await rt.close()
+
+
+def _config(nats_url: str, topology: Topology, module: str) -> Config:
+    roles = {MARKDOWN_COMPILER: {"kinds": {MARKDOWN_COMPILE: {"module": module}}, "follow_ups": []}}
+    return load_config(
+        env={},
+        overrides={
+            "nats": {"url": nats_url},
+            "topology": msgspec.to_builtins(topology),
+            "health": {"port": None},
+            "roles": roles,
+        },
+    )
+
+
+@pytest.fixture
+async def planner(nats_url: str, nc: Client, topology: Topology) -> AsyncIterator[Planner]:
+    # The planner only needs the compile module's digest (the golden task's);
+    # it never fetches the module, so nothing has to be stored under it.
+    async with _serving(_config(nats_url, topology, MODULE), [PLANNER]) as rt:
+        assert rt.content is not None
+        yield Planner(nc, topology, rt.content)
 
 
 async def test_handwritten_event_is_planned_into_a_task(planner: Planner) -> None:
@@ -160,16 +167,9 @@ async def test_tampered_content_is_terminated_not_planned(planner: Planner) -> N
 
 @pytest.fixture
 async def runtime(nats_url: str, topology: Topology) -> AsyncIterator[Runtime]:
-    rt = Runtime(nats_url, topology)
-    await rt.start()
-    stop = asyncio.Event()
-    serving = asyncio.create_task(rt.run(stop))
-    try:
+    config = _config(nats_url, topology, "reference:markdown-compile")
+    async with _serving(config, [PLANNER, MARKDOWN_COMPILER]) as rt:
         yield rt
-    finally:
-        stop.set()
-        await serving
-        await rt.close()
 
 
 async def test_handwritten_event_yields_a_validation_request(

@@ -10,6 +10,7 @@ import msgspec
 import pytest
 from nats.aio.client import Client
 
+from gitstore_agents.config import load_config
 from gitstore_agents.consumers import MARKDOWN_COMPILER, PLANNER, Runtime, Topology
 from gitstore_agents.embedded import expected_task_count, publish_git_event
 from gitstore_agents.envelopes import ValidationRequest, decode
@@ -19,7 +20,17 @@ from .support import eventually, example_event, stream_messages
 
 @pytest.fixture
 async def runtime(nats_url: str, topology: Topology) -> AsyncIterator[Runtime]:
-    rt = Runtime(nats_url, topology)
+    config = load_config(
+        env={},
+        overrides={
+            "nats": {"url": nats_url},
+            "topology": msgspec.to_builtins(topology),
+            "health": {"port": None},
+            # This test is about the compile hop; follow-ups have their own tests.
+            "roles": {MARKDOWN_COMPILER: {"follow_ups": []}},
+        },
+    )
+    rt = Runtime(config, [PLANNER, MARKDOWN_COMPILER])
     await rt.start()
     stop = asyncio.Event()
     serving = asyncio.create_task(rt.run(stop))

@@ -18,8 +18,8 @@ def register(commands: Any) -> None:
         help="run nats-server and every role locally (Ctrl-C to stop)",
         description=(
             "Start a bundled nats-server with JetStream, provision streams and consumers, "
-            "and run the planner and markdown-compiler roles. With --demo, publish the "
-            "sample git event, print the validation requests it produced, and exit."
+            "and run every role. With --demo, publish the sample git event, print the "
+            "validation requests it produced (and its follow-ups' outcomes), and exit."
         ),
     )
     parser.add_argument(
@@ -39,6 +39,13 @@ def register(commands: Any) -> None:
     )
     parser.add_argument("--port", type=int, default=-1, help="client port (default: a free one)")
     parser.add_argument("--timeout", type=float, default=30.0, help="--demo wait, seconds")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="YAML configuration (default: $GITSTORE_CONFIG or built-in defaults); "
+        "the NATS URL is always the bundled server's",
+    )
     parser.add_argument("--log-level", default="WARNING", help="log level (default: %(default)s)")
     parser.set_defaults(run=run)
 
@@ -58,5 +65,6 @@ def run(args: argparse.Namespace) -> int:
             demo_event=args.event if args.demo else None,
             port=args.port,
             timeout_s=args.timeout,
+            config_path=args.config,
         )
     )

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import GitStoreAgentsError
-from . import _dev, _modules, _sandbox, _schema, _worker
+from . import _dev, _dlq, _modules, _provision, _replay, _sandbox, _schema, _worker
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,6 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _dev.register(commands)
     _worker.register(commands)
+    _provision.register(commands)
+    _dlq.register(commands)
+    _replay.register(commands)
     _modules.register(commands)
     _sandbox.register(commands)
     _schema.register(commands)

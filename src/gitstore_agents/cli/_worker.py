@@ -1,53 +1,59 @@
-"""``gitstore-agents worker``: run roles against an existing NATS deployment."""
+"""``gitstore-agents worker``: run roles against a NATS deployment until SIGTERM."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import signal
 from typing import Any
 
-from ..consumers import ROLES, Runtime, Topology
+from ..config import ROLES
+from ..consumers import Runtime
 from ..telemetry import configure_logging
+from ._config_args import add_config_arguments, config_from
 
 
 def register(commands: Any) -> None:
     """Add the ``worker`` command."""
     parser: argparse.ArgumentParser = commands.add_parser(
-        "worker", help="run one or more roles against a NATS server"
+        "worker",
+        help="run one or more roles against a NATS server",
+        description=(
+            "Run roles until SIGTERM/SIGINT, then drain: stop pulling, finish or nak in-flight "
+            "work within drain_grace_s, exit 0. Health: /healthz and /readyz on health.port."
+        ),
     )
     parser.add_argument(
         "--role",
         action="append",
         choices=ROLES,
-        help="role to run (repeatable; default: all)",
+        help="role to run (repeatable; default: every configured role)",
     )
-    parser.add_argument(
-        "--nats-url",
-        default=os.environ.get("NATS_URL", "nats://127.0.0.1:4222"),
-        help="NATS server URL (default: $NATS_URL or %(default)s)",
-    )
-    parser.add_argument("--log-level", default="INFO")
+    add_config_arguments(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Execute ``worker``."""
     configure_logging(json=True, level=args.log_level)
-    roles = tuple(args.role or ROLES)
+    config = config_from(args)
+    return asyncio.run(serve(Runtime(config, args.role)))
 
-    async def serve() -> int:
-        runtime = Runtime(args.nats_url, Topology(), roles)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await runtime.start()
+
+async def serve(runtime: Runtime) -> int:
+    """Start ``runtime``, serve until SIGTERM/SIGINT, drain, close; the exit code."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
         try:
-            await runtime.run(stop)
-        finally:
-            await runtime.close()
-        return 0
-
-    return asyncio.run(serve())
+            await runtime.start(stop)
+        except Exception:
+            if stop.is_set():
+                return 0  # asked to stop while still starting
+            raise
+        await runtime.run(stop)
+    finally:
+        await runtime.close()
+    return 0

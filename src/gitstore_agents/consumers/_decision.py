@@ -1,4 +1,4 @@
-"""What a handler decides about one message: what to publish, how to settle it."""
+"""What a handler decides about one delivery: how the worker settles it."""
 
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ import enum
 from collections.abc import Awaitable, Callable
 
 import msgspec
-from nats.aio.msg import Msg
 
-from ..guardrails import Outbound
+from ._delivery import Delivery
 
 
 class Settle(enum.StrEnum):
@@ -20,22 +19,25 @@ class Settle(enum.StrEnum):
 
 
 class Decision(msgspec.Struct, frozen=True, kw_only=True):
-    """A handler's verdict on one message.
+    """A handler's verdict on one delivery.
 
-    The worker publishes ``outbound`` first and settles the message only after
-    every PubAck arrived; a failed publish turns any settle into a ``nak``.
+    A handler returns only after everything the message produced (results,
+    follow-up tasks, diagnostics) has a PubAck; the worker then settles.
 
     Attributes:
-        settle: How to settle the input once ``outbound`` is stored.
-        outbound: Messages to publish (through the role's publish boundary).
-        nak_delay_s: Redelivery delay when ``settle`` is ``nak``.
+        settle: ``ack`` (done), ``term`` (permanent failure, diagnostic stored)
+            or ``nak`` (retry).
+        nak_delay_s: For ``nak``: the redelivery delay the handler wants; the
+            worker translates it for the consumer's backoff (0 = at once).
+        code: Stable code of the outcome (``ok``, an error or outcome code).
         reason: Why, for logs (codes and digests, never payloads).
     """
 
     settle: Settle
-    outbound: tuple[Outbound, ...] = ()
-    nak_delay_s: float | None = None
+    nak_delay_s: float = 0.0
+    code: str = "ok"
     reason: str = ""
 
 
-Handler = Callable[[Msg], Awaitable[Decision]]
+Handler = Callable[[Delivery], Awaitable[Decision]]
+"""Decides (and publishes) for one delivery; the worker settles by the result."""

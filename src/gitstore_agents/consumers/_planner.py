@@ -6,13 +6,17 @@ from collections.abc import Mapping
 
 import msgspec
 import structlog
-from nats.aio.msg import Msg
 
+from ..config import GIT_PUSH, MARKDOWN_COMPILE
 from ..envelopes import (
+    AuditDecision,
     ContentStore,
     EnvelopeError,
+    FailureDiagnostic,
     GitEvent,
+    Limits,
     MarkdownInput,
+    Stage,
     Subjects,
     TaskRequest,
     canonical_digest,
@@ -21,18 +25,27 @@ from ..envelopes import (
     derive_idempotency_key,
     headers,
     resolve_blobs,
+    sha256_digest,
     verify_blob,
 )
 from ..errors import GitStoreAgentsError
-from ..guardrails import Outbound
+from ..guardrails import Outbound, PublishBoundary, PublishRefusedError
 from ._decision import Decision, Settle
+from ._delivery import Delivery
+from ._errors import PublishFailedError
+from ._observer import DecisionRecord, LogObserver, Observer, rfc3339, utc_now
+from ._publisher import publish_confirmed
+from ._retry import retry_delay_s
 
 log = structlog.get_logger(__name__)
 
-MARKDOWN_COMPILE = "markdown.compile"
 
-
-def plan_tasks(event: GitEvent, source_key: str, modules: Mapping[str, str]) -> list[TaskRequest]:
+def plan_tasks(
+    event: GitEvent,
+    source_key: str,
+    modules: Mapping[str, str],
+    limits: Mapping[str, Limits] | None = None,
+) -> list[TaskRequest]:
     """Derive the tasks for ``event``: one ``markdown.compile`` per changed ``*.md`` blob.
 
     The result depends only on its arguments, so a replayed or duplicated event
@@ -40,8 +53,9 @@ def plan_tasks(event: GitEvent, source_key: str, modules: Mapping[str, str]) -> 
 
     Args:
         event: The decoded git event.
-        source_key: The event's idempotency key (its ``Nats-Msg-Id``).
+        source_key: The event's idempotency key (its ``event_id``).
         modules: Module digest to run for each task kind.
+        limits: Limits each task kind asks for (default: the envelope defaults).
 
     Raises:
         EnvelopeError: a changed markdown file has no inline content.
@@ -49,6 +63,7 @@ def plan_tasks(event: GitEvent, source_key: str, modules: Mapping[str, str]) -> 
     """
     changed = set(event.changed_paths)
     module_digest = modules[MARKDOWN_COMPILE]
+    task_limits = (limits or {}).get(MARKDOWN_COMPILE) or Limits()
     tasks: list[TaskRequest] = []
     for blob in sorted(event.blobs, key=lambda b: b.path):
         if blob.path not in changed or not blob.path.endswith(".md"):
@@ -71,6 +86,7 @@ def plan_tasks(event: GitEvent, source_key: str, modules: Mapping[str, str]) -> 
                 module_digest=module_digest,
                 input=task_input,
                 input_digest=input_digest,
+                limits=task_limits,
                 logical_time=event.occurred_at,
                 seed=int(key.removeprefix("sha256:")[:16], 16),
             )
@@ -79,11 +95,18 @@ def plan_tasks(event: GitEvent, source_key: str, modules: Mapping[str, str]) -> 
 
 
 class PlannerHandler:
-    """Handles git events: decode, derive tasks, hand them to the worker to publish.
+    """Handles git events: decode, derive tasks, publish them; the worker settles.
 
     Args:
         subjects: Subject scheme to publish tasks under.
         modules: Module digest per task kind.
+        boundary: The planner's publish boundary.
+        limits: Limits per task kind.
+        backoff_s: Retry delay after the n-th failed delivery.
+        publish_timeout_s: Bound on waiting for PubAcks.
+        observer: Receives every decision.
+        role: Role name (for decision records).
+        worker_id: This process's id (for decision records).
         content: Resolves blobs sent by ``ref`` (None: only inline content is accepted).
     """
 
@@ -91,30 +114,163 @@ class PlannerHandler:
         self,
         subjects: Subjects,
         modules: Mapping[str, str],
+        boundary: PublishBoundary,
+        *,
+        limits: Mapping[str, Limits] | None = None,
+        backoff_s: tuple[float, ...] = (1.0, 5.0, 30.0),
+        publish_timeout_s: float = 5.0,
+        observer: Observer | None = None,
+        role: str = "planner",
+        worker_id: str = "",
         content: ContentStore | None = None,
     ) -> None:
         self._subjects = subjects
         self._modules = dict(modules)
+        self._limits = dict(limits or {})
+        self._boundary = boundary
+        self._backoff_s = backoff_s
+        self._publish_timeout_s = publish_timeout_s
+        self._observer: Observer = observer or LogObserver()
+        self._role = role
+        self._worker_id = worker_id
         self._content = content
 
-    async def __call__(self, msg: Msg) -> Decision:
-        """Plan the tasks of one git event message."""
-        try:
-            headers.check_headers(headers.read_headers(msg.headers), "GitEvent")
-            event = await resolve_blobs(decode(msg.data, GitEvent), self._content)
-            source_key = headers.get_header(msg.headers, headers.MSG_ID) or event.event_id
-            tasks = plan_tasks(event, source_key, self._modules)
-        except GitStoreAgentsError as exc:
-            # An unreachable content store may answer later; anything else never will.
-            settle = Settle.NAK if exc.retryable else Settle.TERM
-            return Decision(settle=settle, nak_delay_s=1.0, reason=str(exc))
-        outbound = tuple(
+    async def plan(self, delivery: Delivery) -> tuple[GitEvent, list[TaskRequest]]:
+        """Decode the event in ``delivery``, resolve blob refs, derive its tasks.
+
+        The event's ``event_id`` is the source key, not the ``Nats-Msg-Id``
+        header: the tasks are a function of the payload alone, so a requeued
+        or re-published event derives the same task keys.
+
+        Raises:
+            GitStoreAgentsError: the event is malformed, its blobs do not verify,
+                or (retryable) the content store is unreachable.
+        """
+        headers.check_headers(headers.read_headers(delivery.headers), "GitEvent")
+        event = await resolve_blobs(decode(delivery.data, GitEvent), self._content)
+        return event, plan_tasks(event, event.event_id, self._modules, self._limits)
+
+    async def __call__(self, delivery: Delivery) -> Decision:
+        """Plan the tasks of one git event delivery and publish them."""
+        trail: list[Outbound] = []
+        with self._observer.stage(Stage.DECODE, delivery):
+            try:
+                event, tasks = await self.plan(delivery)
+            except GitStoreAgentsError as exc:
+                if exc.retryable:
+                    # An unreachable content store may answer later; nothing else will.
+                    delay = retry_delay_s(self._backoff_s, delivery.num_delivered)
+                    return Decision(
+                        settle=Settle.NAK, nak_delay_s=delay, code=exc.code, reason=exc.message
+                    )
+                return await self._permanent(delivery, trail, exc)
+        trail += self._decide(
+            delivery, AuditDecision.EVENT_RECEIVED, event_id=event.event_id, refs={}
+        )
+        outbound = [
             Outbound(
                 subject=self._subjects.task(task.kind),
                 payload=canonical_json(task),
                 headers={headers.MSG_ID: task.idempotency_key, headers.CONTENT_TYPE: headers.JSON},
             )
             for task in tasks
+        ]
+        with self._observer.stage(Stage.PUBLISH, delivery):
+            try:
+                await publish_confirmed(
+                    self._boundary, [*outbound, *trail], timeout_s=self._publish_timeout_s
+                )
+            except (PublishFailedError, PublishRefusedError) as exc:
+                delay = retry_delay_s(self._backoff_s, delivery.num_delivered)
+                self._decide(
+                    delivery,
+                    AuditDecision.RETRIED,
+                    event_id=event.event_id,
+                    code=exc.code,
+                    reason=exc.message,
+                    refs={"retry_in_s": f"{delay:g}"},
+                )
+                return Decision(
+                    settle=Settle.NAK, nak_delay_s=delay, code=exc.code, reason=exc.message
+                )
+        self._decide(
+            delivery,
+            AuditDecision.TASKS_PLANNED,
+            event_id=event.event_id,
+            refs={"tasks": str(len(tasks))},
         )
-        log.info("planned", event_id=event.event_id, tasks=len(outbound))
-        return Decision(settle=Settle.ACK, outbound=outbound)
+        return Decision(settle=Settle.ACK, reason=f"{len(tasks)} tasks")
+
+    async def _permanent(
+        self, delivery: Delivery, trail: list[Outbound], exc: GitStoreAgentsError
+    ) -> Decision:
+        event_id = _event_id(delivery.data)
+        trail += self._decide(
+            delivery, AuditDecision.FAILED, event_id=event_id, code=exc.code, reason=exc.message
+        )
+        diagnostic = FailureDiagnostic(
+            kind=GIT_PUSH,
+            stage=Stage.DECODE,
+            code=exc.code,
+            message=exc.message,
+            attempt=delivery.num_delivered,
+            retryable=False,
+            source_event_id=event_id,
+            occurred_at=rfc3339(utc_now()),
+        )
+        message = Outbound(
+            subject=self._subjects.failure(GIT_PUSH),
+            payload=canonical_json(diagnostic),
+            headers={
+                headers.MSG_ID: f"failure:{sha256_digest(delivery.data)[7:]}:decode:{exc.code}",
+                headers.CONTENT_TYPE: headers.JSON,
+            },
+        )
+        try:
+            await publish_confirmed(
+                self._boundary, [message, *trail], timeout_s=self._publish_timeout_s
+            )
+        except (PublishFailedError, PublishRefusedError) as failed:
+            delay = retry_delay_s(self._backoff_s, delivery.num_delivered)
+            return Decision(
+                settle=Settle.NAK, nak_delay_s=delay, code=failed.code, reason=failed.message
+            )
+        return Decision(settle=Settle.TERM, code=exc.code, reason=exc.message)
+
+    def _decide(
+        self,
+        delivery: Delivery,
+        decision: AuditDecision,
+        *,
+        event_id: str | None,
+        code: str = "ok",
+        reason: str = "",
+        refs: dict[str, str] | None = None,
+    ) -> list[Outbound]:
+        record = DecisionRecord(
+            decision=decision,
+            role=self._role,
+            worker_id=self._worker_id,
+            code=code,
+            reason=reason,
+            stream=delivery.stream,
+            stream_seq=delivery.stream_seq,
+            attempt=delivery.num_delivered,
+            event_id=event_id,
+            kind=GIT_PUSH,
+            refs=refs or {},
+            at=rfc3339(utc_now()),
+        )
+        return list(self._observer.decided(record))
+
+
+class _EventId(msgspec.Struct):
+    event_id: str | None = None
+
+
+def _event_id(data: bytes) -> str | None:
+    """The event id of a payload that failed to decode as a whole, if it has one."""
+    try:
+        return msgspec.json.decode(data, type=_EventId).event_id
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None

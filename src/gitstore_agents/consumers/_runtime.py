@@ -1,60 +1,126 @@
-"""Assemble roles into a running worker process."""
+"""One worker process: start → serve → drain → stop, for one or several roles.
+
+* **start**: health server up (``/healthz`` answers at once), connect with
+  unlimited reconnects, provision or verify the topology, resolve module
+  digests and compile (warm) every module the roles may run, bind consumers.
+* **serve**: one ``PullWorker`` per role plus a dead-letter writer per role.
+  ``/readyz`` is 200 only while connected, every consumer is bound and the
+  process is not draining. Disconnects and server restarts are ridden out:
+  the client reconnects, pull requests are re-sent, nothing restarts.
+* **drain** (``stop`` set, e.g. by SIGTERM): stop pulling, let in-flight work
+  finish within ``drain_grace_s``, nak (without delay) what is left, flush.
+* **stop**: close the connection, the thread pools and the sandbox.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import socket
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import nats
+import nats.errors
 import structlog
 from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import RawStreamMsg
 
-from ..envelopes import ContentStore
+from ..config import (
+    EXTENSION_RUN,
+    GIT_PUSH,
+    MARKDOWN_COMPILE,
+    PLANNER,
+    ROLES,
+    Config,
+    validate_config,
+)
+from ..envelopes import ContentStore, Limits
 from ..errors import ConfigError
 from ..guardrails import PublishBoundary
-from ..sandbox import ModuleRegistry, Sandbox, default_cache_dir, provision_module_store
+from ..sandbox import ModuleRegistry, ModuleStore, Sandbox, default_cache_dir
+from ._connect import connect_options
+from ._dead_letters import DeadLetterWriter
 from ._decision import Handler
-from ._planner import MARKDOWN_COMPILE, PlannerHandler
-from ._task_handler import TaskHandler
-from ._topology import ConsumerSpec, Topology, provision_consumer, provision_streams
-from ._worker import PullWorker
+from ._errors import TopologyError
+from ._follow_ups import FollowUpSpec
+from ._health import HealthServer
+from ._ledger import Ledger
+from ._modules import ModuleLoader
+from ._observer import LogObserver, Observer
+from ._planner import PlannerHandler
+from ._stages import Admission, BasicAdmission, BasicOutputCheck, KindAllowance, OutputCheck
+from ._task_handler import TaskHandler, TaskSettings
+from ._topology import ConsumerSpec, dead_letter_consumer, provision, role_consumer, verify
+from ._worker import PullWorker, WorkerSettings
 
 log = structlog.get_logger(__name__)
 
-PLANNER = "planner"
-MARKDOWN_COMPILER = "markdown-compiler"
-ROLES = (PLANNER, MARKDOWN_COMPILER)
+# Dead-letter writers are light: a couple of advisories at a time is plenty.
+_DEAD_LETTER_CONCURRENCY = 2
+# Time kept back from the drain grace for flushing and closing the connection;
+# with the worker's abort reserve it makes up config.DRAIN_RESERVE_S.
+_CLOSE_RESERVE_S = 1.0
+# Pause between attempts while the topology is missing or NATS is unreachable.
+_START_RETRY_S = 2.0
+
+AdmissionFactory = Callable[[str, dict[str, KindAllowance]], Admission]
+"""Builds a role's admission stage from its name and what its configuration allows."""
+
+
+def default_worker_id() -> str:
+    """``<host>-<pid>``: unique per process (pods set ``GITSTORE_WORKER_ID`` instead)."""
+    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 class Runtime:
-    """One worker process: a NATS connection, a sandbox, and a pull worker per role.
+    """A worker process running ``roles`` with ``config``.
 
     Args:
-        nats_url: Server(s) to connect to.
-        topology: Stream and subject names.
-        roles: Role names to run in this process.
-        sandbox_threads: Threads for concurrent sandbox runs.
+        config: The validated configuration.
+        roles: Roles to run (default: every configured role).
+        observer: Receives every decision (default: logs and counters).
+        admission: Builds each role's admission stage (default: ``BasicAdmission``).
+        output_check: The output check (default: ``BasicOutputCheck``).
     """
 
     def __init__(
         self,
-        nats_url: str,
-        topology: Topology,
-        roles: tuple[str, ...] = ROLES,
+        config: Config,
+        roles: Sequence[str] | None = None,
         *,
-        sandbox_threads: int = 4,
+        observer: Observer | None = None,
+        admission: AdmissionFactory | None = None,
+        output_check: OutputCheck | None = None,
     ) -> None:
-        unknown = sorted(set(roles) - set(ROLES))
+        self.config = validate_config(config)
+        self.roles = tuple(roles) if roles else tuple(r for r in ROLES if r in config.roles)
+        unknown = sorted(set(self.roles) - set(ROLES))
         if unknown:
             raise ConfigError(f"roles={unknown} are not known roles; known: {list(ROLES)}")
-        self.nats_url = nats_url
-        self.topology = topology
-        self.roles = roles
-        self._sandbox_threads = sandbox_threads
+        missing = sorted(set(self.roles) - set(config.roles))
+        if missing:
+            raise ConfigError(f"roles={missing} have no configuration under roles:")
+        self.worker_id = config.worker_id or default_worker_id()
+        self.observer: Observer = observer or LogObserver()
+        self._admission = admission or (lambda _role, allowed: BasicAdmission(allowed))
+        self._output_check = output_check or BasicOutputCheck()
         self._nc: Client | None = None
+        self._js: JetStreamContext | None = None
         self._sandbox: Sandbox | None = None
-        self._executor: ThreadPoolExecutor | None = None
+        self._executors: list[ThreadPoolExecutor] = []
+        self._health: HealthServer | None = None
+        self._connected = False
+        self._draining = False
+        self._closing = False
+        self._started = False
+        self.handlers: dict[str, Handler] = {}
         self.workers: list[PullWorker] = []
+        self.modules: ModuleLoader | None = None
+        self.content: ContentStore | None = None
+        self.ledger: Ledger | None = None
 
     @property
     def nc(self) -> Client:
@@ -62,49 +128,344 @@ class Runtime:
         assert self._nc is not None, "Runtime.start() first"
         return self._nc
 
-    async def start(self) -> None:
-        """Connect, provision the topology, compile modules, bind consumers."""
-        self._nc = await nats.connect(self.nats_url, name="gitstore-agents")
-        js = self._nc.jetstream()
-        await provision_streams(js, self.topology)
-        content = await ContentStore.open(js)
-        self._sandbox = Sandbox(cache_dir=default_cache_dir())
-        registry = ModuleRegistry(self._sandbox, await provision_module_store(js))
-        digests = registry.register_reference_modules()
-        modules = {MARKDOWN_COMPILE: digests["markdown-compile"]}
-        self._executor = ThreadPoolExecutor(self._sandbox_threads, thread_name_prefix="sandbox")
-        subjects = self.topology.subjects
+    @property
+    def js(self) -> JetStreamContext:
+        """The JetStream context (after ``start``)."""
+        assert self._js is not None, "Runtime.start() first"
+        return self._js
+
+    @property
+    def health_port(self) -> int | None:
+        """Port the health server listens on (None when disabled or not started)."""
+        return self._health.port if self._health is not None else None
+
+    def readiness(self) -> tuple[bool, str]:
+        """(ready?, why not): connected, started, every consumer bound, not draining."""
+        if self._draining:
+            return False, "draining"
+        if not self._started:
+            return False, "starting"
+        if not self._connected or self._nc is None or not self._nc.is_connected:
+            return False, "not connected to NATS"
+        unbound = [w.settings.durable for w in self.workers if not w.bound]
+        if unbound:
+            return False, f"consumers not bound: {', '.join(unbound)}"
+        return True, ""
+
+    @property
+    def ready(self) -> bool:
+        """True when ``/readyz`` answers 200."""
+        return self.readiness()[0]
+
+    async def start(self, stop: asyncio.Event | None = None) -> None:
+        """Connect, provision or verify, warm modules, build every role's worker.
+
+        Retries while NATS is unreachable or the topology is missing (readiness
+        says why) until ``stop`` is set.
+
+        Raises:
+            ConfigError: a module reference cannot be resolved (permanent).
+        """
+        stop = stop or asyncio.Event()
+        health = self.config.health
+        try:
+            if health.port is not None and self._health is None:
+                self._health = HealthServer(self.readiness, host=health.host, port=health.port)
+                await self._health.start()
+            await self._connect(stop)
+            await self._ensure_topology(stop)
+            await self.build()
+        except BaseException:
+            # Leave nothing open behind a failed start (connection, threads, port).
+            await self.close()
+            raise
+        self._started = True
+        log.info(
+            "runtime started",
+            roles=list(self.roles),
+            worker_id=self.worker_id,
+            nats_url=self.config.nats.url,
+            health_port=self.health_port,
+        )
+
+    async def build(self) -> None:
+        """Resolve modules and create each role's handler and worker (no serving yet)."""
+        js = self.js
+        kv = await js.key_value(self.config.topology.ledger_bucket)
+        self.ledger = Ledger(kv)
+        self._sandbox = self._sandbox or Sandbox(cache_dir=default_cache_dir())
+        store = await ModuleStore.open(js, self.config.topology.modules_bucket)
+        self.modules = ModuleLoader(ModuleRegistry(self._sandbox, store))
+        self.content = await ContentStore.open(
+            js, bucket=self.config.topology.content_bucket, create=False
+        )
         for role in self.roles:
-            handler: Handler
-            if role == PLANNER:
-                spec = ConsumerSpec(
-                    stream=self.topology.events_stream,
-                    durable=PLANNER,
-                    filter_subject=subjects.git_push_all(),
-                )
-                handler = PlannerHandler(subjects, modules, content)
-                allowed = [subjects.tasks_all()]
-            else:
-                spec = ConsumerSpec(
-                    stream=self.topology.tasks_stream,
-                    durable=MARKDOWN_COMPILER,
-                    filter_subject=subjects.task(MARKDOWN_COMPILE),
-                )
-                handler = TaskHandler(self._sandbox, registry, subjects, self._executor)
-                allowed = [subjects.validation(MARKDOWN_COMPILE)]
-            await provision_consumer(js, spec)
-            self.workers.append(PullWorker(js, spec, handler, PublishBoundary(js, allowed)))
-        log.info("runtime started", roles=list(self.roles), nats_url=self.nats_url)
+            handler = await self._handler(role)
+            self.handlers[role] = handler
+            self.workers.append(self._worker(role, handler))
+            self.workers.append(self._dead_letter_worker(role))
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Serve every role until ``stop`` is set."""
-        await asyncio.gather(*(w.run(stop) for w in self.workers))
+        """Serve every role until ``stop`` is set, then drain within ``drain_grace_s``."""
+        grace = max(self.config.drain_grace_s - _CLOSE_RESERVE_S, 0.5)
+        serving = [
+            asyncio.create_task(w.run(stop, drain_grace_s=grace), name=f"worker:{w.settings.name}")
+            for w in self.workers
+        ]
+        try:
+            await stop.wait()
+            self._draining = True
+            log.info("draining", roles=list(self.roles), grace_s=self.config.drain_grace_s)
+            await asyncio.gather(*serving)
+        finally:
+            for task in serving:
+                task.cancel()
+            await asyncio.gather(*serving, return_exceptions=True)
+            if self._nc is not None and self._nc.is_connected:
+                # Acks and naks are plain publishes: push them out before we go.
+                with contextlib.suppress(Exception):
+                    await self._nc.flush(timeout=int(_CLOSE_RESERVE_S))
+            settled = {
+                w.settings.name: {str(k): v for k, v in w.settled.items()} for w in self.workers
+            }
+            log.info("drained", settled=settled)
 
     async def close(self) -> None:
-        """Flush and close the connection, stop the sandbox."""
+        """Close the connection, wait for sandbox threads, stop the sandbox and health server."""
+        self._draining = True
+        self._closing = True
         if self._nc is not None and not self._nc.is_closed:
-            await self._nc.drain()
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
+            with contextlib.suppress(Exception):
+                await self._nc.close()
+        for executor in self._executors:
+            # Runs end by their own deadline; the epoch ticker must outlive them.
+            await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
         if self._sandbox is not None:
             self._sandbox.close()
+            self._sandbox = None
+        if self._health is not None:
+            await self._health.close()
+            self._health = None
+
+    # -- start ---------------------------------------------------------------
+
+    async def _connect(self, stop: asyncio.Event) -> None:
+        settings = self.config.nats
+        options = connect_options(settings, name=f"gitstore-agents/{self.worker_id}")
+        options.update(
+            disconnected_cb=self._on_disconnected,
+            reconnected_cb=self._on_reconnected,
+            error_cb=self._on_error,
+            closed_cb=self._on_closed,
+        )
+        while self._nc is None:
+            try:
+                self._nc = await nats.connect(**options)
+            except Exception as exc:
+                if stop.is_set():
+                    raise
+                log.warning("cannot connect to NATS; retrying", url=settings.url, error=repr(exc))
+                await _sleep_unless(stop, settings.reconnect_wait_s)
+        self._connected = True
+        self._js = self._nc.jetstream(timeout=settings.request_timeout_s)
+
+    async def _ensure_topology(self, stop: asyncio.Event) -> None:
+        while True:
+            try:
+                if self.config.provision_on_start:
+                    await provision(self.js, self.config, self.roles)
+                else:
+                    await verify(self.js, self.config, self.roles)
+            except (TopologyError, nats.errors.Error, TimeoutError) as exc:
+                if stop.is_set():
+                    raise
+                log.warning("topology not ready; retrying", error=str(exc))
+                await _sleep_unless(stop, _START_RETRY_S)
+            else:
+                return
+
+    async def _on_disconnected(self) -> None:
+        self._connected = False
+        if self._closing:
+            return
+        log.warning("disconnected from NATS; reconnecting")
+
+    async def _on_reconnected(self) -> None:
+        self._connected = True
+        url = self._nc.connected_url.netloc if self._nc and self._nc.connected_url else "?"
+        log.info("reconnected to NATS", server=url)
+        # The server may have lost our pull requests (a restart): ask again now.
+        for worker in self.workers:
+            worker.pull.forget_request()
+
+    async def _on_error(self, exc: Exception) -> None:
+        log.error("NATS error", error=repr(exc))
+
+    async def _on_closed(self) -> None:
+        self._connected = False
+        log.info("NATS connection closed")
+
+    # -- roles ---------------------------------------------------------------
+
+    async def _handler(self, role: str) -> Handler:
+        assert self.modules is not None
+        assert self.ledger is not None
+        config, settings = self.config, self.config.role(role)
+        subjects = config.topology.subjects
+        if role == PLANNER:
+            _, compile_kind = config.kind(MARKDOWN_COMPILE)
+            boundary = PublishBoundary(
+                self.js,
+                [
+                    subjects.task(MARKDOWN_COMPILE),
+                    subjects.failure(GIT_PUSH),
+                    subjects.dead_letter(GIT_PUSH),
+                ],
+            )
+            return PlannerHandler(
+                subjects,
+                {MARKDOWN_COMPILE: await self.modules.digest(compile_kind.module)},
+                boundary,
+                limits={MARKDOWN_COMPILE: compile_kind.limits.task_limits()},
+                backoff_s=settings.backoff_s,
+                publish_timeout_s=config.publish_timeout_s,
+                observer=self.observer,
+                role=role,
+                worker_id=self.worker_id,
+                content=self.content,
+            )
+        kinds = tuple(sorted(settings.kinds))
+        allowed: dict[str, KindAllowance] = {}
+        for kind in kinds:
+            kind_config = settings.kinds[kind]
+            refs = [kind_config.module] + [
+                e.module for e in kind_config.extensions if e.module is not None
+            ]
+            digests = set()
+            for ref in refs:
+                # Warm the cache: every module this role may run is compiled now.
+                await self.modules.load(ref)
+                digests.add(await self.modules.digest(ref))
+            allowed[kind] = KindAllowance(
+                modules=frozenset(digests), ceilings=kind_config.limits.task_limits()
+            )
+        follow_ups = tuple([await self._follow_up(kind) for kind in settings.follow_ups])
+        boundary = PublishBoundary(
+            self.js,
+            [subjects.validation(k) for k in kinds]
+            + [subjects.failure(k) for k in kinds]
+            + [subjects.dead_letter(k) for k in kinds]
+            + [subjects.task(f.kind) for f in follow_ups],
+        )
+        executor = ThreadPoolExecutor(settings.concurrency, thread_name_prefix=f"sandbox-{role}")
+        self._executors.append(executor)
+        assert self._sandbox is not None
+        return TaskHandler(
+            settings=TaskSettings(
+                role=role,
+                kinds=kinds,
+                worker_id=self.worker_id,
+                lease_s=settings.ack_wait_s,
+                backoff_s=settings.backoff_s,
+                publish_timeout_s=config.publish_timeout_s,
+                follow_ups=follow_ups,
+            ),
+            sandbox=self._sandbox,
+            modules=self.modules,
+            ledger=self.ledger,
+            boundary=boundary,
+            subjects=subjects,
+            executor=executor,
+            admission=self._admission(role, allowed),
+            output_check=self._output_check,
+            observer=self.observer,
+            content=self.content,
+        )
+
+    async def _follow_up(self, kind: str) -> FollowUpSpec:
+        assert self.modules is not None
+        _, kind_config = self.config.kind(kind)
+        digest = await self.modules.digest(kind_config.module)
+        extensions = []
+        if kind == EXTENSION_RUN:
+            for extension in kind_config.extensions:
+                ref = extension.module or kind_config.module
+                extensions.append((extension, await self.modules.digest(ref)))
+        limits: Limits = kind_config.limits.task_limits()
+        return FollowUpSpec(
+            kind=kind, module_digest=digest, limits=limits, extensions=tuple(extensions)
+        )
+
+    def _worker(self, role: str, handler: Handler) -> PullWorker:
+        settings = self.config.role(role)
+        spec = role_consumer(self.config, role)
+        return PullWorker(
+            self.nc,
+            WorkerSettings(
+                name=role,
+                stream=spec.stream,
+                durable=spec.durable,
+                concurrency=settings.concurrency,
+                batch=settings.batch,
+                ack_wait_s=settings.ack_wait_s,
+                consumer_backoff_s=spec.backoff_s,
+                fetch_expires_s=settings.fetch_expires_s,
+                fetch_heartbeat_s=settings.fetch_heartbeat_s,
+            ),
+            handler,
+            ensure_consumer=self._check_consumer(spec),
+        )
+
+    def _dead_letter_worker(self, role: str) -> PullWorker:
+        assert self.ledger is not None
+        settings = self.config.role(role)
+        spec = dead_letter_consumer(self.config, role)
+        subjects = self.config.topology.subjects
+        kinds = (GIT_PUSH,) if role == PLANNER else tuple(sorted(settings.kinds))
+        js = self.js
+
+        async def read(stream: str, seq: int) -> RawStreamMsg:
+            return await js.get_msg(stream, seq)
+
+        writer = DeadLetterWriter(
+            read=read,
+            ledger=self.ledger,
+            boundary=PublishBoundary(js, [subjects.dead_letter(k) for k in kinds]),
+            topology=self.config.topology,
+            observer=self.observer,
+            role=role,
+            worker_id=self.worker_id,
+            publish_timeout_s=self.config.publish_timeout_s,
+            kinds=kinds,
+        )
+        return PullWorker(
+            self.nc,
+            WorkerSettings(
+                name=f"{role}-dead-letters",
+                stream=spec.stream,
+                durable=spec.durable,
+                concurrency=_DEAD_LETTER_CONCURRENCY,
+                batch=_DEAD_LETTER_CONCURRENCY,
+                ack_wait_s=spec.ack_wait_s,
+                fetch_expires_s=settings.fetch_expires_s,
+                fetch_heartbeat_s=settings.fetch_heartbeat_s,
+            ),
+            writer,
+            ensure_consumer=self._check_consumer(spec),
+        )
+
+    def _check_consumer(self, spec: ConsumerSpec) -> Callable[[], Awaitable[None]]:
+        # A durable that disappears is not recreated here: an operator may be
+        # rewinding it (`nats consumer rm` then `nats consumer add --deliver
+        # <seq>`), and recreating it with deliver-all would race them. The
+        # worker stays unready until the durable is back (or a restart's
+        # provisioning recreates it).
+        async def check() -> None:
+            await self.js.consumer_info(spec.stream, spec.durable)
+
+        return check
+
+
+async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)

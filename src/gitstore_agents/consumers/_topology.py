@@ -1,71 +1,45 @@
-"""Streams and durable consumers, provisioned idempotently.
+"""Provisioning: streams, durable consumers, the ledger bucket and object stores.
 
-Streams use limits retention (not work-queue) so history stays replayable
-with the ``nats`` CLI; file storage; a duplicate window for publisher dedup.
+Everything here is idempotent: ``gitstore-agents provision`` (the Helm hook
+job), ``dev`` and a worker with ``provision_on_start`` all run the same code,
+as often as they like. An existing durable keeps what an operator chose for it
+(deliver policy, start sequence: a rewind); only the settings this product owns
+(ack wait, backoff, max deliver, max ack pending, filter) are brought in line.
 """
 
 from __future__ import annotations
 
+import copy
+
 import msgspec
+import structlog
 from nats.js import JetStreamContext
 from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
     DeliverPolicy,
-    RetentionPolicy,
+    KeyValueConfig,
+    ObjectStoreConfig,
     StorageType,
-    StreamConfig,
 )
 from nats.js.errors import NotFoundError
 
-from ..envelopes import Subjects
+from ..config import (
+    PLANNER,
+    ROLES,
+    Config,
+    Topology,
+)
+from ..sandbox import ModuleStore
+from ._errors import TopologyError
+from ._modules import upload_reference_modules
 
+log = structlog.get_logger(__name__)
 
-class Topology(msgspec.Struct, frozen=True, kw_only=True):
-    """Names and settings of the JetStream topology.
-
-    Attributes:
-        prefix: Subject prefix shared by every subject of the product.
-        events_stream: Stream holding git events.
-        tasks_stream: Stream holding task requests.
-        validation_stream: Stream holding validation requests.
-        duplicate_window_s: How long JetStream drops a repeated ``Nats-Msg-Id``.
-        replicas: Stream replicas (3 on a clustered JetStream).
-        max_msg_bytes: Largest message a stream accepts.
-    """
-
-    prefix: str = "gitstore"
-    events_stream: str = "GITSTORE_EVENTS"
-    tasks_stream: str = "GITSTORE_TASKS"
-    validation_stream: str = "GITSTORE_VALIDATION"
-    duplicate_window_s: float = 120.0
-    replicas: int = 1
-    max_msg_bytes: int = 8 * 1024 * 1024
-
-    @property
-    def subjects(self) -> Subjects:
-        """The subject scheme under this topology's prefix."""
-        return Subjects(prefix=self.prefix)
-
-    def stream_configs(self) -> list[StreamConfig]:
-        """Configuration of every stream this product owns."""
-        s = self.subjects
-        return [
-            self._stream(self.events_stream, s.events_all()),
-            self._stream(self.tasks_stream, s.tasks_all()),
-            self._stream(self.validation_stream, s.validation_all()),
-        ]
-
-    def _stream(self, name: str, subject: str) -> StreamConfig:
-        return StreamConfig(
-            name=name,
-            subjects=[subject],
-            retention=RetentionPolicy.LIMITS,
-            storage=StorageType.FILE,
-            duplicate_window=self.duplicate_window_s,
-            num_replicas=self.replicas,
-            max_msg_size=self.max_msg_bytes,
-        )
+DEAD_LETTER_SUFFIX = "-dead-letters"
+# The dead-letter writer must never give up on an advisory (it is the last
+# record of the failed message): unlimited deliveries, a plain ack wait.
+_DEAD_LETTER_ACK_WAIT_S = 30.0
 
 
 class ConsumerSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -74,30 +48,85 @@ class ConsumerSpec(msgspec.Struct, frozen=True, kw_only=True):
     Attributes:
         stream: Stream the consumer reads.
         durable: Durable name, shared by every replica of the role.
-        filter_subject: Subjects this role handles.
-        ack_wait_s: Redelivery delay of an unacknowledged message.
-        max_deliver: Deliveries before JetStream gives up on a message.
+        filter_subjects: Subjects this consumer delivers.
+        ack_wait_s: Redelivery delay of an unacknowledged message (when no backoff).
+        max_deliver: Deliveries before JetStream gives up on a message (-1: never).
         max_ack_pending: Bound on unacknowledged messages across replicas.
+        backoff_s: Redelivery delays after ack-wait expiries (replaces ack_wait).
     """
 
     stream: str
     durable: str
-    filter_subject: str
+    filter_subjects: tuple[str, ...]
     ack_wait_s: float = 30.0
     max_deliver: int = 5
-    max_ack_pending: int = 1024
+    max_ack_pending: int = 1000
+    backoff_s: tuple[float, ...] = ()
+
+    @property
+    def filter_subject(self) -> str:
+        """The first (usually only) filter subject."""
+        return self.filter_subjects[0]
 
     def config(self) -> ConsumerConfig:
-        """The consumer's JetStream configuration."""
-        return ConsumerConfig(
+        """The consumer's JetStream configuration (for a new durable)."""
+        config = ConsumerConfig(
             durable_name=self.durable,
-            filter_subject=self.filter_subject,
             ack_policy=AckPolicy.EXPLICIT,
             deliver_policy=DeliverPolicy.ALL,
-            ack_wait=self.ack_wait_s,
-            max_deliver=self.max_deliver,
-            max_ack_pending=self.max_ack_pending,
         )
+        return self.apply(config)
+
+    def apply(self, config: ConsumerConfig) -> ConsumerConfig:
+        """``config`` with this product's settings (keeps deliver policy and start)."""
+        config.durable_name = self.durable
+        config.name = None
+        config.ack_policy = AckPolicy.EXPLICIT
+        config.max_deliver = self.max_deliver
+        config.max_ack_pending = self.max_ack_pending
+        config.backoff = list(self.backoff_s) or None
+        # With a backoff JetStream stores backoff[0] as the ack wait anyway.
+        config.ack_wait = self.backoff_s[0] if self.backoff_s else self.ack_wait_s
+        if len(self.filter_subjects) == 1:
+            config.filter_subject, config.filter_subjects = self.filter_subjects[0], None
+        else:
+            config.filter_subject, config.filter_subjects = None, list(self.filter_subjects)
+        return config
+
+
+def role_consumer(config: Config, role: str) -> ConsumerSpec:
+    """The durable consumer role ``role`` pulls its inputs from."""
+    topology, settings = config.topology, config.role(role)
+    subjects = topology.subjects
+    filters: tuple[str, ...]
+    if role == PLANNER:
+        stream, filters = topology.events_stream, (subjects.git_push_all(),)
+    else:
+        stream = topology.tasks_stream
+        filters = tuple(subjects.task(kind) for kind in sorted(settings.kinds))
+    return ConsumerSpec(
+        stream=stream,
+        durable=role,
+        filter_subjects=filters,
+        ack_wait_s=settings.ack_wait_s,
+        max_deliver=settings.max_deliver,
+        max_ack_pending=settings.max_ack_pending,
+        backoff_s=tuple(settings.redelivery_backoff_s()),
+    )
+
+
+def dead_letter_consumer(config: Config, role: str) -> ConsumerSpec:
+    """The durable that feeds ``role``'s max-deliveries advisories to its dead-letter writer."""
+    topology = config.topology
+    inputs = role_consumer(config, role)
+    return ConsumerSpec(
+        stream=topology.advisories_stream,
+        durable=f"{role}{DEAD_LETTER_SUFFIX}",
+        filter_subjects=(topology.max_deliveries_advisory(inputs.stream, inputs.durable),),
+        ack_wait_s=_DEAD_LETTER_ACK_WAIT_S,
+        max_deliver=-1,
+        max_ack_pending=1000,
+    )
 
 
 async def provision_streams(js: JetStreamContext, topology: Topology) -> None:
@@ -112,6 +141,111 @@ async def provision_streams(js: JetStreamContext, topology: Topology) -> None:
             await js.update_stream(config)
 
 
+async def provision_buckets(js: JetStreamContext, topology: Topology) -> None:
+    """Create the ledger KV bucket and the object stores if they do not exist."""
+    try:
+        await js.key_value(topology.ledger_bucket)
+    except NotFoundError:
+        await js.create_key_value(
+            KeyValueConfig(
+                bucket=topology.ledger_bucket,
+                description="gitstore-agents idempotency ledger: one run record per task",
+                history=1,
+                storage=StorageType.FILE,
+                replicas=topology.replicas,
+            )
+        )
+    for bucket, description in (
+        (topology.modules_bucket, "WASI task modules by sha256 digest"),
+        (topology.content_bucket, "large task inputs by sha256 digest"),
+    ):
+        try:
+            await js.object_store(bucket)
+        except NotFoundError:
+            await js.create_object_store(
+                bucket,
+                ObjectStoreConfig(
+                    description=description, storage=StorageType.FILE, replicas=topology.replicas
+                ),
+            )
+
+
 async def provision_consumer(js: JetStreamContext, spec: ConsumerSpec) -> None:
-    """Create the durable consumer (a no-op when it exists with this configuration)."""
-    await js.add_consumer(spec.stream, spec.config())
+    """Create the durable, or bring an existing one's owned settings in line."""
+    try:
+        info = await js.consumer_info(spec.stream, spec.durable)
+    except NotFoundError:
+        await js.add_consumer(spec.stream, spec.config())
+        return
+    wanted = spec.apply(copy.deepcopy(info.config))
+    if _owned(wanted) != _owned(info.config):
+        await js.add_consumer(spec.stream, wanted)
+
+
+def _owned(config: ConsumerConfig) -> tuple[object, ...]:
+    # Durations travel as integer nanoseconds (nats-py truncates: 8.2 s comes
+    # back as 8.199999999 s), so compare them at millisecond precision.
+    filters = tuple(config.filter_subjects or ()) or (config.filter_subject,)
+    return (
+        round(config.ack_wait or 0, 3),
+        config.max_deliver,
+        config.max_ack_pending,
+        tuple(round(b, 3) for b in config.backoff or ()),
+        filters,
+    )
+
+
+async def provision(
+    js: JetStreamContext,
+    config: Config,
+    roles: tuple[str, ...] = ROLES,
+    *,
+    upload_modules: bool = True,
+) -> dict[str, str]:
+    """Provision everything ``roles`` need (idempotent).
+
+    Returns:
+        Name to digest of the reference modules uploaded to the modules store.
+    """
+    await provision_streams(js, config.topology)
+    await provision_buckets(js, config.topology)
+    for role in roles:
+        if role not in config.roles:
+            continue
+        await provision_consumer(js, role_consumer(config, role))
+        await provision_consumer(js, dead_letter_consumer(config, role))
+    uploaded = (
+        await upload_reference_modules(await ModuleStore.open(js, config.topology.modules_bucket))
+        if upload_modules
+        else {}
+    )
+    log.info("topology provisioned", roles=list(roles), modules=sorted(uploaded))
+    return uploaded
+
+
+async def verify(js: JetStreamContext, config: Config, roles: tuple[str, ...]) -> None:
+    """Check that everything ``roles`` need exists (for workers that may not provision).
+
+    Raises:
+        TopologyError: listing what is missing.
+    """
+    topology = config.topology
+    missing: list[str] = []
+    for stream_config in topology.stream_configs():
+        assert stream_config.name is not None
+        try:
+            await js.stream_info(stream_config.name)
+        except NotFoundError:
+            missing.append(f"stream {stream_config.name}")
+    try:
+        await js.key_value(topology.ledger_bucket)
+    except NotFoundError:
+        missing.append(f"KV bucket {topology.ledger_bucket}")
+    for role in roles:
+        for spec in (role_consumer(config, role), dead_letter_consumer(config, role)):
+            try:
+                await js.consumer_info(spec.stream, spec.durable)
+            except NotFoundError:
+                missing.append(f"consumer {spec.stream}/{spec.durable}")
+    if missing:
+        raise TopologyError("missing (run `gitstore-agents provision`): " + ", ".join(missing))

@@ -1,139 +1,278 @@
-"""The pull loop every role runs: fetch, handle, publish, await PubAcks, settle."""
+"""The loop every role runs: pull, handle each message as it arrives, settle, drain.
+
+At most ``concurrency`` messages are handled at once; the pull request asks
+only for free slots. A message is settled only after its handler returned,
+and handlers return only after every result they produced has a PubAck. Long
+runs get in-progress acks so JetStream does not redeliver live work. Draining
+stops the pulls, lets in-flight work finish until the grace deadline, and
+naks (without delay) whatever is left so another worker takes it at once.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
 
-import nats.errors
+import msgspec
 import structlog
+from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext
-from nats.js.api import PubAck
 
-from ..guardrails import PublishBoundary, PublishRefusedError
 from ._decision import Decision, Handler, Settle
-from ._topology import ConsumerSpec
+from ._delivery import Delivery
+from ._pull import PullConsumer
+from ._retry import nak_delay_for
 
 log = structlog.get_logger(__name__)
 
-# Redelivery delay after our own publish failed: the stream or server is
-# likely unavailable for a moment, so retry soon but not in a hot loop.
-PUBLISH_RETRY_DELAY_S = 1.0
+# A handler that raised (a bug, not a classified failure) is retried after this.
+HANDLER_ERROR_DELAY_S = 1.0
+# Part of the drain grace kept for aborted handlers to release claims and nak
+# (with the runtime's close reserve it makes up config.DRAIN_RESERVE_S).
+_ABORT_GRACE_S = 2.0
+
+
+class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """How one role's worker pulls and settles.
+
+    Attributes:
+        name: Role (or internal consumer) name, for logs.
+        stream: Stream of the durable.
+        durable: Durable consumer name.
+        concurrency: Most messages handled at once.
+        batch: Most messages one pull request asks for.
+        ack_wait_s: The role's ack wait (in-progress acks go out at a third of it).
+        consumer_backoff_s: The consumer's configured ``backoff`` (to time naks).
+        fetch_expires_s: Lifetime of one pull request.
+        fetch_heartbeat_s: Idle heartbeat of a pull request.
+    """
+
+    name: str
+    stream: str
+    durable: str
+    concurrency: int
+    batch: int
+    ack_wait_s: float
+    consumer_backoff_s: tuple[float, ...] = ()
+    fetch_expires_s: float = 5.0
+    fetch_heartbeat_s: float = 1.0
+
+
+class _InFlight:
+    __slots__ = ("aborted", "last_progress", "msg", "running", "task")
+
+    def __init__(self, msg: Msg, now: float) -> None:
+        self.msg = msg
+        self.last_progress = now
+        self.running = False
+        self.aborted = False
+        self.task: asyncio.Task[None] | None = None
 
 
 class PullWorker:
-    """Runs one role's handler on one durable pull consumer.
+    """Runs one handler on one durable pull consumer.
 
     Args:
-        js: JetStream context used to fetch and (via ``boundary``) publish.
-        spec: The durable consumer to bind to.
-        handler: Decides what to publish for each message.
-        boundary: The role's publish boundary.
-        batch: Messages fetched per pull request.
-        fetch_timeout_s: How long one pull waits for messages.
+        nc: The connection (messages are settled on it).
+        settings: Consumer and concurrency settings.
+        handler: Decides (and publishes) for each delivery.
+        ensure_consumer: Checks (raising if not) that the durable exists again
+            after the server said it was missing.
     """
 
     def __init__(
         self,
-        js: JetStreamContext,
-        spec: ConsumerSpec,
+        nc: Client,
+        settings: WorkerSettings,
         handler: Handler,
-        boundary: PublishBoundary,
         *,
-        batch: int = 64,
-        fetch_timeout_s: float = 1.0,
-        publish_timeout_s: float = 5.0,
+        ensure_consumer: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
-        self._js = js
-        self.spec = spec
+        self.settings = settings
+        self._nc = nc
         self._handler = handler
-        self._boundary = boundary
-        self._batch = batch
-        self._fetch_timeout_s = fetch_timeout_s
-        self._publish_timeout_s = publish_timeout_s
+        self._ensure_consumer = ensure_consumer
+        self._slots = asyncio.Semaphore(settings.concurrency)
+        self._inflight: dict[int, _InFlight] = {}
+        self._draining = False
+        self._missing_logged = False
+        self._settle_tasks: set[asyncio.Task[None]] = set()
+        self.settled: dict[Settle, int] = dict.fromkeys(Settle, 0)
+        self.pull = PullConsumer(
+            nc,
+            stream=settings.stream,
+            durable=settings.durable,
+            capacity=self._free_slots,
+            on_message=self._on_message,
+            on_consumer_missing=self._consumer_missing,
+            batch=settings.batch,
+            expires_s=settings.fetch_expires_s,
+            heartbeat_s=settings.fetch_heartbeat_s,
+        )
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Fetch and process batches until ``stop`` is set."""
-        sub = await self._js.pull_subscribe_bind(self.spec.durable, stream=self.spec.stream)
+    @property
+    def bound(self) -> bool:
+        """True while the durable exists and a pull request is being served."""
+        return self.pull.bound
+
+    @property
+    def in_flight(self) -> int:
+        """Messages delivered and not yet settled."""
+        return len(self._inflight)
+
+    def _free_slots(self) -> int:
+        return self.settings.concurrency - len(self._inflight)
+
+    async def run(self, stop: asyncio.Event, *, drain_grace_s: float) -> None:
+        """Serve until ``stop`` is set, then drain within ``drain_grace_s``.
+
+        In-flight work gets the grace minus a short reserve; whatever is left
+        then is aborted (claims released, messages nak'd without delay).
+        """
+        self.pull.bound = True
+        puller = asyncio.create_task(self.pull.run(stop), name=f"pull:{self.settings.name}")
+        progress = asyncio.create_task(self._progress(), name=f"progress:{self.settings.name}")
         try:
-            while not stop.is_set():
-                try:
-                    msgs = await sub.fetch(self._batch, timeout=self._fetch_timeout_s)
-                except nats.errors.TimeoutError:
-                    continue
-                await self.process_batch(msgs)
+            await stop.wait()
+            self._draining = True
+            loop = asyncio.get_running_loop()
+            reserve = min(_ABORT_GRACE_S, drain_grace_s / 2)
+            await self._drain(puller, loop.time() + drain_grace_s - reserve, reserve)
         finally:
-            await sub.unsubscribe()
+            progress.cancel()
+            puller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.gather(progress, puller, return_exceptions=True)
 
-    async def process_batch(self, msgs: Sequence[Msg]) -> None:
-        """Handle ``msgs`` concurrently, publish their results, then settle each."""
-        decisions = await asyncio.gather(*(self._handle(m) for m in msgs))
-        pending: list[list[asyncio.Future[PubAck]]] = []
-        refused: list[str | None] = []
-        for decision in decisions:
-            futures: list[asyncio.Future[PubAck]] = []
-            reason: str | None = None
-            try:
-                for message in decision.outbound:
-                    futures.append(await self._boundary.publish_async(message))
-            except PublishRefusedError as exc:
-                reason = str(exc)
-            refused.append(reason)
-            pending.append(futures)
-        # One wait for the whole batch: PubAcks are confirmed together, and no
-        # input is settled before every result it produced is stored.
-        flat = [f for group in pending for f in group]
-        if flat:
-            # nats-py's PubAck futures have no timeout of their own; a PubAck
-            # that never comes is a failed publish, and the input is redelivered.
-            _, late = await asyncio.wait(flat, timeout=self._publish_timeout_s)
-            for future in late:
-                future.cancel()
-        for msg, decision, futures, refusal in zip(msgs, decisions, pending, refused, strict=True):
-            await self._settle(msg, decision, futures, refusal)
+    async def _drain(self, puller: asyncio.Task[None], deadline: float, reserve: float) -> None:
+        loop = asyncio.get_running_loop()
+        # No new pulls; the open one dies with our inbox's interest.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(puller, timeout=max(deadline - loop.time(), 0.1))
+        # Work that has not started yet goes back at once.
+        self._abort([e for e in self._inflight.values() if not e.running])
+        running = [e.task for e in self._inflight.values() if e.task is not None]
+        if running:
+            log.info("draining", role=self.settings.name, in_flight=len(running))
+            await asyncio.wait(running, timeout=max(deadline - loop.time(), 0))
+        left = list(self._inflight.values())
+        if left:
+            log.warning(
+                "drain grace over; nak'ing in-flight work", role=self.settings.name, count=len(left)
+            )
+            self._abort(left)
+        tasks = [e.task for e in left if e.task is not None] + list(self._settle_tasks)
+        if tasks:
+            await asyncio.wait(tasks, timeout=reserve)
+
+    def _abort(self, entries: Sequence[_InFlight]) -> None:
+        for entry in entries:
+            entry.aborted = True
+            if entry.task is not None:
+                entry.task.cancel()
+
+    def _on_message(self, msg: Msg) -> None:
+        if self._draining:
+            self._spawn_nak(msg)
+            return
+        entry = _InFlight(msg, asyncio.get_running_loop().time())
+        key = id(entry)
+        self._inflight[key] = entry
+        entry.task = asyncio.create_task(self._process(key, entry))
+
+    async def _process(self, key: int, entry: _InFlight) -> None:
+        msg = entry.msg
+        try:
+            async with self._slots:
+                entry.running = True
+                decision = await self._handle(msg)
+            await self._settle(msg, decision)
+        except asyncio.CancelledError:
+            # Aborted by the drain (or the process is going down): give the
+            # message back for immediate redelivery elsewhere.
+            await self._nak_now(msg)
+            if not entry.aborted:
+                raise
+        finally:
+            self._inflight.pop(key, None)
+            self.pull.wake()
 
     async def _handle(self, msg: Msg) -> Decision:
         try:
-            return await self._handler(msg)
+            delivery = Delivery.from_msg(msg)
+        except Exception as exc:
+            log.exception("undecodable delivery metadata", role=self.settings.name)
+            return Decision(settle=Settle.TERM, code="delivery-invalid", reason=repr(exc))
+        try:
+            return await self._handler(delivery)
+        except asyncio.CancelledError:
+            raise
         except Exception:
             # A handler bug must not kill the worker or block the stream:
-            # retry later, and JetStream's max_deliver bounds the attempts.
-            log.exception("handler failed", durable=self.spec.durable, subject=msg.subject)
+            # retry later; max_deliver bounds the attempts and dead-letters it.
+            log.exception("handler failed", role=self.settings.name, subject=msg.subject)
             return Decision(
-                settle=Settle.NAK, nak_delay_s=PUBLISH_RETRY_DELAY_S, reason="handler-error"
+                settle=Settle.NAK, nak_delay_s=HANDLER_ERROR_DELAY_S, code="handler-error"
             )
 
-    async def _settle(
-        self,
-        msg: Msg,
-        decision: Decision,
-        futures: list[asyncio.Future[PubAck]],
-        refusal: str | None,
-    ) -> None:
-        if refusal is not None:
-            log.error("publish refused", durable=self.spec.durable, reason=refusal)
-            await msg.term()
+    async def _settle(self, msg: Msg, decision: Decision) -> None:
+        try:
+            if decision.settle is Settle.ACK:
+                await msg.ack()
+            elif decision.settle is Settle.TERM:
+                await msg.term()
+            else:
+                delay = nak_delay_for(
+                    decision.nak_delay_s,
+                    self.settings.consumer_backoff_s,
+                    msg.metadata.num_delivered,
+                )
+                await msg.nak(delay=delay or None)
+        except Exception as exc:
+            # The ack never reaches the server: the message is redelivered and
+            # the ledger turns the redelivery into a skip.
+            log.warning("settle failed", role=self.settings.name, error=repr(exc))
             return
-        failed = [_failure(f) for f in futures if f.cancelled() or f.exception() is not None]
-        if failed:
+        self.settled[decision.settle] += 1
+
+    async def _nak_now(self, msg: Msg) -> None:
+        with contextlib.suppress(Exception):
+            await msg.nak()
+            self.settled[Settle.NAK] += 1
+
+    def _spawn_nak(self, msg: Msg) -> None:
+        task = asyncio.create_task(self._nak_now(msg))
+        self._settle_tasks.add(task)
+        task.add_done_callback(self._settle_tasks.discard)
+
+    async def _consumer_missing(self) -> None:
+        if self._ensure_consumer is not None:
+            with contextlib.suppress(Exception):
+                await self._ensure_consumer()
+                # It exists (again): the next pull request will be served.
+                self.pull.bound = True
+                self._missing_logged = False
+                return
+        if not self._missing_logged:
+            self._missing_logged = True
             log.warning(
-                "publish failed; input left for redelivery",
-                durable=self.spec.durable,
-                error=failed[0],
+                "durable consumer missing; not ready until it exists again",
+                role=self.settings.name,
+                stream=self.settings.stream,
+                durable=self.settings.durable,
             )
-            await msg.nak(delay=PUBLISH_RETRY_DELAY_S)
-            return
-        if decision.settle is Settle.ACK:
-            await msg.ack()
-        elif decision.settle is Settle.TERM:
-            log.warning("message terminated", durable=self.spec.durable, reason=decision.reason)
-            await msg.term()
-        else:
-            await msg.nak(delay=decision.nak_delay_s)
 
-
-def _failure(future: asyncio.Future[PubAck]) -> str:
-    if future.cancelled():
-        return "no PubAck before the publish timeout"
-    return repr(future.exception())
+    async def _progress(self) -> None:
+        # In-progress acks keep JetStream from redelivering work that is
+        # still running (or waiting for a slot) on this worker.
+        interval = max(self.settings.ack_wait_s / 3, 0.05)
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(interval / 2)
+            now = loop.time()
+            for entry in list(self._inflight.values()):
+                if now - entry.last_progress >= interval:
+                    entry.last_progress = now
+                    with contextlib.suppress(Exception):
+                        await entry.msg.in_progress()

@@ -1,0 +1,64 @@
+"""``gitstore-agents provision``: create or update the whole topology (idempotent)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from typing import Any
+
+from ..config import ROLES
+from ..consumers import connect, provision
+from ..telemetry import configure_logging
+from ._config_args import add_config_arguments, config_from
+
+
+def register(commands: Any) -> None:
+    """Add the ``provision`` command."""
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "provision",
+        help="create/update streams, consumers, KV and object store buckets; upload modules",
+        description=(
+            "Idempotent: safe to run on every deploy (the Helm hook job runs it). Existing "
+            "durable consumers keep their deliver policy and start position."
+        ),
+    )
+    parser.add_argument(
+        "--role", action="append", choices=ROLES, help="roles to provision (default: all)"
+    )
+    parser.add_argument(
+        "--no-modules", action="store_true", help="do not upload the reference modules"
+    )
+    add_config_arguments(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Execute ``provision``."""
+    configure_logging(json=False, level=args.log_level)
+    config = config_from(args)
+    roles = tuple(args.role or [r for r in ROLES if r in config.roles])
+
+    async def go() -> int:
+        nc = await connect(config.nats, name="gitstore-agents/provision")
+        try:
+            js = nc.jetstream(timeout=config.nats.request_timeout_s)
+            modules = await provision(js, config, roles, upload_modules=not args.no_modules)
+        finally:
+            await nc.close()
+        topology = config.topology
+        print(
+            json.dumps(
+                {
+                    "streams": [c.name for c in topology.stream_configs()],
+                    "kv": [topology.ledger_bucket],
+                    "object_stores": [topology.modules_bucket, topology.content_bucket],
+                    "roles": list(roles),
+                    "modules": modules,
+                },
+                indent=2,
+            )
+        )
+        return 0
+
+    return asyncio.run(go())

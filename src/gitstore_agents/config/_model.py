@@ -1,0 +1,198 @@
+"""The configuration Structs: one YAML file, decoded by msgspec, frozen."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+
+from ..envelopes import Limits
+from ._names import PLANNER
+from ._topology import Topology
+
+DRAIN_RESERVE_S = 3.0
+"""Part of the drain grace a worker keeps for handing back unfinished work and closing."""
+
+PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+PositiveSeconds = Annotated[float, msgspec.Meta(gt=0)]
+NonNegativeSeconds = Annotated[float, msgspec.Meta(ge=0)]
+
+
+class NatsSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How to reach NATS.
+
+    Attributes:
+        url: Server URL(s), comma-separated for a cluster.
+        creds_file: A ``.creds`` file (JWT + nkey seed), for decentralized auth.
+        user: User name, for user/password auth.
+        password: Password, for user/password auth.
+        inbox_prefix: Prefix of this process's reply inboxes (lets the server
+            narrow a role's subscribe permissions).
+        connect_timeout_s: Timeout of one connection attempt.
+        reconnect_wait_s: Pause between reconnection attempts.
+        request_timeout_s: Timeout of JetStream API and KV requests.
+    """
+
+    url: str = "nats://127.0.0.1:4222"
+    creds_file: str | None = None
+    user: str | None = None
+    password: str | None = None
+    inbox_prefix: str | None = None
+    connect_timeout_s: PositiveSeconds = 5.0
+    reconnect_wait_s: PositiveSeconds = 1.0
+    request_timeout_s: PositiveSeconds = 5.0
+
+
+class HealthSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The HTTP health server (``/healthz``, ``/readyz``).
+
+    Attributes:
+        port: TCP port; ``0`` picks a free one, ``null`` disables the server.
+        host: Interface to listen on.
+    """
+
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] | None = 8080
+    # Probes come from the kubelet, not from localhost.
+    host: str = "0.0.0.0"
+
+
+class ExtensionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A third-party extension run on every compiled resource.
+
+    Attributes:
+        name: Extension name (part of the task input, so of its idempotency key).
+        version: Extension version.
+        module: Module reference; defaults to the ``extension.run`` kind's module.
+        parameters: Settings passed to the extension in its input.
+    """
+
+    name: str
+    version: str
+    module: str | None = None
+    parameters: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class LimitsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Sandbox limits of a task kind (a typo here must fail, not be ignored).
+
+    Attributes:
+        fuel: Deterministic CPU budget in wasmtime fuel units.
+        timeout_ms: Wall-clock deadline of one run.
+        memory_bytes: Cap on the module's linear memory.
+    """
+
+    fuel: PositiveInt = Limits().fuel
+    timeout_ms: PositiveInt = Limits().timeout_ms
+    memory_bytes: PositiveInt = Limits().memory_bytes
+
+    def task_limits(self) -> Limits:
+        """The limits as a task envelope carries them."""
+        return Limits(fuel=self.fuel, timeout_ms=self.timeout_ms, memory_bytes=self.memory_bytes)
+
+
+class KindConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How a role runs one task kind.
+
+    Attributes:
+        module: ``reference:<name>`` (a packaged module), ``sha256:<hex>`` (from
+            the modules object store) or ``file:<path>`` (a local file).
+        limits: Limits planned tasks get; also the role's ceilings at admission.
+        extensions: For ``extension.run``: one follow-up task per extension.
+    """
+
+    module: str
+    limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
+    extensions: tuple[ExtensionConfig, ...] = ()
+
+
+class RoleConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One role: its consumer, retry policy, concurrency and task kinds.
+
+    Attributes:
+        concurrency: Most messages in flight at once (sandbox threads for task roles).
+        batch: Most messages one pull request asks for.
+        ack_wait_s: How long a delivery may stay unacknowledged (also the
+            ledger lease); long runs send in-progress acks.
+        max_deliver: Deliveries before the message is dead-lettered.
+        backoff_s: Redelivery delay after the n-th failed attempt (last repeats).
+        max_ack_pending: Unacknowledged messages allowed across all replicas.
+        fetch_expires_s: Lifetime of one pull request.
+        fetch_heartbeat_s: Idle heartbeat of a pull request (at most half its expiry).
+        kinds: Task kinds this role runs.
+        follow_ups: Task kinds published after each successful task of this role.
+    """
+
+    concurrency: PositiveInt = 4
+    batch: PositiveInt = 32
+    ack_wait_s: PositiveSeconds = 60.0
+    max_deliver: PositiveInt = 5
+    backoff_s: tuple[NonNegativeSeconds, ...] = (1.0, 5.0, 30.0)
+    max_ack_pending: PositiveInt = 1000
+    fetch_expires_s: PositiveSeconds = 5.0
+    fetch_heartbeat_s: PositiveSeconds = 1.0
+    kinds: dict[str, KindConfig] = msgspec.field(default_factory=dict)
+    follow_ups: tuple[str, ...] = ()
+
+    def max_deadline_s(self) -> float:
+        """The longest wall-clock deadline of this role's task kinds (0 for none)."""
+        return max((k.limits.timeout_ms / 1000 for k in self.kinds.values()), default=0.0)
+
+    def redelivery_backoff_s(self) -> list[float]:
+        """The consumer's ``backoff``: the ack wait, then each retry delay on top.
+
+        JetStream replaces a consumer's ``ack_wait`` with ``backoff[0]`` and times
+        the n-th redelivery after an ack-wait expiry by ``backoff[n-1]``, so each
+        entry must leave a live worker its full ack wait.
+        """
+        return [self.ack_wait_s + delay for delay in self.backoff_s]
+
+
+class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Everything a worker process needs, from one YAML file plus ``GITSTORE_*`` variables.
+
+    Attributes:
+        nats: Connection settings.
+        topology: Stream, bucket and subject names.
+        health: The health server.
+        drain_grace_s: Time a draining worker gives in-flight work before it
+            naks what is left and exits.
+        publish_timeout_s: Bound on waiting for PubAcks (nats-py has none).
+        policy_file: Guardrails policy (enforced once the policy lands).
+        provision_on_start: Create or update the topology at start; otherwise
+            only verify it (when a provisioning job owns it).
+        worker_id: This process's name in the ledger (default: host and pid).
+        roles: Role name to its configuration.
+    """
+
+    nats: NatsSettings = msgspec.field(default_factory=NatsSettings)
+    topology: Topology = msgspec.field(default_factory=Topology)
+    health: HealthSettings = msgspec.field(default_factory=HealthSettings)
+    drain_grace_s: PositiveSeconds = 20.0
+    publish_timeout_s: PositiveSeconds = 5.0
+    policy_file: str | None = None
+    provision_on_start: bool = True
+    worker_id: str | None = None
+    roles: dict[str, RoleConfig] = msgspec.field(default_factory=dict)
+
+    def role(self, name: str) -> RoleConfig:
+        """The configuration of role ``name`` (KeyError if it has none)."""
+        return self.roles[name]
+
+    def kind(self, kind: str) -> tuple[str, KindConfig]:
+        """The role that runs ``kind`` and its configuration for it.
+
+        Raises:
+            KeyError: no role runs ``kind``.
+        """
+        for name, role in self.roles.items():
+            if kind in role.kinds:
+                return name, role.kinds[kind]
+        raise KeyError(kind)
+
+    def task_roles(self) -> list[str]:
+        """Roles that run task kinds (everything but the planner)."""
+        return [name for name in self.roles if name != PLANNER]
+
+    def ack_margin_s(self) -> float:
+        """Time a task needs around its sandbox run: PubAcks plus two ledger requests."""
+        return self.publish_timeout_s + 2 * self.nats.request_timeout_s

@@ -1,0 +1,141 @@
+"""Checks across fields that a schema cannot express; all problems are reported at once."""
+
+from __future__ import annotations
+
+from ..envelopes import SubjectError, task_kind
+from ..errors import ConfigError
+from ._model import DRAIN_RESERVE_S, Config, RoleConfig
+from ._module_ref import parse_module_ref
+from ._names import EXTENSION_RUN, MARKDOWN_COMPILE, PLANNER, ROLES
+
+
+def validate_config(config: Config) -> Config:
+    """Return ``config`` if it is coherent.
+
+    Raises:
+        ConfigError: listing every problem, each naming its field path.
+    """
+    problems: list[str] = []
+    problems += _check_nats(config)
+    unknown = sorted(set(config.roles) - set(ROLES))
+    if unknown:
+        problems.append(f"roles: unknown role(s) {unknown}; known roles: {list(ROLES)}")
+    owners: dict[str, str] = {}
+    for name, role in config.roles.items():
+        problems += _check_role(config, name, role, owners)
+    for name, role in config.roles.items():
+        for kind in role.follow_ups:
+            if kind not in owners:
+                problems.append(
+                    f"roles.{name}.follow_ups: no role runs kind {kind!r}; "
+                    f"kinds with a role: {sorted(owners)}"
+                )
+    if MARKDOWN_COMPILE not in owners and PLANNER in config.roles:
+        problems.append(f"roles: the planner plans {MARKDOWN_COMPILE!r} but no role runs it")
+    deadline = max((r.max_deadline_s() for r in config.roles.values()), default=0.0)
+    if config.drain_grace_s < deadline + config.publish_timeout_s + DRAIN_RESERVE_S:
+        problems.append(
+            f"drain_grace_s={config.drain_grace_s:g} is shorter than the longest task deadline "
+            f"({deadline:g}s) plus publish_timeout_s={config.publish_timeout_s:g} plus "
+            f"{DRAIN_RESERVE_S:g}s to hand back and close: in-flight work could not finish "
+            "while draining"
+        )
+    if problems:
+        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
+    return config
+
+
+def _check_nats(config: Config) -> list[str]:
+    nats = config.nats
+    problems = []
+    if nats.creds_file and (nats.user or nats.password):
+        problems.append("nats: creds_file and user/password are mutually exclusive")
+    if nats.password and not nats.user:
+        problems.append("nats.password is set but nats.user is not")
+    return problems
+
+
+def _check_role(config: Config, name: str, role: RoleConfig, owners: dict[str, str]) -> list[str]:
+    return _check_retries(config, name, role) + _check_kinds(name, role, owners)
+
+
+def _check_retries(config: Config, name: str, role: RoleConfig) -> list[str]:
+    at = f"roles.{name}"
+    problems = []
+    if not role.backoff_s:
+        problems.append(f"{at}.backoff_s is empty: a transient failure needs a retry delay")
+    if role.max_deliver <= len(role.backoff_s):
+        problems.append(
+            f"{at}.max_deliver={role.max_deliver} must be greater than "
+            f"len(backoff_s)={len(role.backoff_s)} (one delivery plus one per backoff step)"
+        )
+    deadline = role.max_deadline_s()
+    margin = config.ack_margin_s()
+    if role.ack_wait_s < deadline + margin:
+        problems.append(
+            f"{at}.ack_wait_s={role.ack_wait_s:g} is shorter than the longest task deadline "
+            f"({deadline:g}s) plus a margin of {margin:g}s (publish_timeout_s + 2 x "
+            "nats.request_timeout_s): a live worker's lease would expire mid-task"
+        )
+    if role.fetch_heartbeat_s * 2 > role.fetch_expires_s:
+        problems.append(
+            f"{at}.fetch_heartbeat_s={role.fetch_heartbeat_s:g} is too large for "
+            f"fetch_expires_s={role.fetch_expires_s:g} (JetStream requires heartbeat <= expires/2)"
+        )
+    if role.max_ack_pending < role.concurrency:
+        problems.append(
+            f"{at}.max_ack_pending={role.max_ack_pending} is below "
+            f"concurrency={role.concurrency}: the worker could never fill its slots"
+        )
+    window = config.topology.duplicate_window_s
+    worst = role.ack_wait_s + max(role.backoff_s, default=0.0) + deadline
+    worst += config.publish_timeout_s
+    if window < worst:
+        problems.append(
+            f"topology.duplicate_window_s={window:g} is shorter than {name}'s worst-case "
+            f"redelivery ({worst:g}s = ack_wait_s + max(backoff_s) + deadline + "
+            "publish_timeout_s): a result re-published after a crash could escape deduplication"
+        )
+    return problems
+
+
+def _check_kinds(name: str, role: RoleConfig, owners: dict[str, str]) -> list[str]:
+    at = f"roles.{name}"
+    problems = []
+    if name == PLANNER and role.kinds:
+        problems.append(f"{at}.kinds: the planner runs no task kinds (it plans them)")
+    if name == PLANNER and role.follow_ups:
+        problems.append(f"{at}.follow_ups: the planner has no task outputs to follow up")
+    for kind, kind_config in role.kinds.items():
+        try:
+            task_kind(kind)
+        except SubjectError as exc:
+            problems.append(f"{at}.kinds: {exc.message}")
+            continue
+        if kind in owners:
+            problems.append(f"{at}.kinds.{kind}: also run by role {owners[kind]!r}")
+        owners[kind] = name
+        problems += _check_module(f"{at}.kinds.{kind}.module", kind_config.module)
+        if kind_config.extensions and kind != EXTENSION_RUN:
+            problems.append(f"{at}.kinds.{kind}.extensions: only {EXTENSION_RUN!r} has extensions")
+        seen: set[tuple[str, str]] = set()
+        for i, ext in enumerate(kind_config.extensions):
+            if (ext.name, ext.version) in seen:
+                problems.append(
+                    f"{at}.kinds.{kind}.extensions[{i}]: duplicate {ext.name}@{ext.version}"
+                )
+            seen.add((ext.name, ext.version))
+            if ext.module is not None:
+                problems += _check_module(f"{at}.kinds.{kind}.extensions[{i}].module", ext.module)
+    for kind in role.follow_ups:
+        if kind == MARKDOWN_COMPILE:
+            problems.append(f"{at}.follow_ups: {MARKDOWN_COMPILE!r} is planned, not a follow-up")
+    return problems
+
+
+def _check_module(field: str, ref: str) -> list[str]:
+    try:
+        parse_module_ref(ref, field=field)
+    except ConfigError as exc:
+        return [exc.message]
+    return []

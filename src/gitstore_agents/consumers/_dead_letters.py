@@ -1,0 +1,403 @@
+"""Dead letters: messages JetStream stopped delivering, recorded and requeueable.
+
+When a message runs out of deliveries the server publishes a max-deliveries
+advisory. A stream (``GITSTORE_ADVISORIES``) captures those advisories, so none
+is lost while no worker runs; each role's dead-letter writer consumes the
+advisories of its own durable and publishes a ``DeadLetter`` (shaped like
+GitStore's poison items) to ``<prefix>.dlq.<kind>``. Its ``Nats-Msg-Id`` is
+derived from the stream and sequence, so two replicas handling the same
+advisory store one dead letter.
+
+``gitstore-agents dlq requeue ID`` republishes the original message (fetched by
+stream sequence) and records the requeue on ``<prefix>.dlq._requeued``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+
+import msgspec
+import nats.errors
+import nats.js.errors
+from nats.js import JetStreamContext
+from nats.js.api import DeliverPolicy, RawStreamMsg
+
+from ..config import GIT_PUSH, Topology
+from ..envelopes import (
+    AuditDecision,
+    DeadLetter,
+    GitEvent,
+    Subjects,
+    TaskRequest,
+    canonical_json,
+    decode,
+    headers,
+    task_kind,
+)
+from ..errors import GitStoreAgentsError
+from ..guardrails import Outbound, PublishBoundary, PublishRefusedError
+from ._decision import Decision, Settle
+from ._delivery import Delivery
+from ._errors import LedgerUnavailableError, PublishFailedError
+from ._ledger import Ledger
+from ._observer import DecisionRecord, Observer, rfc3339, utc_now
+from ._publisher import publish_confirmed
+
+REQUEUED_TOKEN = "_requeued"
+"""Last subject token of requeue records (``_`` keeps it apart from every task kind)."""
+
+REQUEUED_FROM = "GitStore-Requeued-From"
+"""Header on a requeued message: the dead letter it came from."""
+
+# The writer retries an advisory it could not handle (NATS briefly down).
+_RETRY_DELAY_S = 2.0
+
+StreamReader = Callable[[str, int], Awaitable[RawStreamMsg]]
+"""Reads one stream message by (stream, sequence)."""
+
+
+class MaxDeliveriesAdvisory(msgspec.Struct, frozen=True, kw_only=True):
+    """``io.nats.jetstream.advisory.v1.max_deliver``, as the server publishes it."""
+
+    type: str = ""
+    id: str = ""
+    timestamp: str
+    stream: str
+    consumer: str
+    stream_seq: int
+    deliveries: int
+
+
+class RequeueRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """That (and how) a dead letter was put back.
+
+    Attributes:
+        id: The dead letter's id.
+        requeued_at: When.
+        by: Who (operator or tool).
+        subject: Subject the original was republished on.
+        stream: Stream it landed in.
+        stream_seq: Its new sequence.
+        msg_id: ``Nats-Msg-Id`` of the republished copy.
+    """
+
+    schema_version: str = "1.0"
+    id: str
+    requeued_at: str
+    by: str
+    subject: str
+    stream: str
+    stream_seq: int
+    msg_id: str
+
+
+class DeadLetterNotFoundError(GitStoreAgentsError):
+    """No dead letter has the requested id."""
+
+    code = "dead-letter-not-found"
+
+
+def dead_letter_id(stream: str, stream_seq: int) -> str:
+    """The id of the dead letter for message ``stream_seq`` of ``stream``."""
+    return f"{stream}-{stream_seq}"
+
+
+def requeue_subject(subjects: Subjects) -> str:
+    """Subject of requeue records."""
+    return f"{subjects.prefix}.dlq.{REQUEUED_TOKEN}"
+
+
+class DeadLetterWriter:
+    """Turns max-deliveries advisories of one role's durable into dead letters.
+
+    Args:
+        read: Reads the original message by stream sequence.
+        ledger: Supplies the last error and attempts; records the dead letter.
+        boundary: The role's publish boundary (allows ``<prefix>.dlq.>``).
+        topology: Stream names and subjects.
+        observer: Receives the decision.
+        role: Role name (for decision records).
+        worker_id: This process's id.
+        publish_timeout_s: Bound on waiting for the PubAck.
+        kinds: Kinds the role may file dead letters under (the first is the
+            fallback for messages whose kind cannot be read).
+    """
+
+    def __init__(
+        self,
+        *,
+        read: StreamReader,
+        ledger: Ledger,
+        boundary: PublishBoundary,
+        topology: Topology,
+        observer: Observer,
+        role: str,
+        worker_id: str,
+        publish_timeout_s: float,
+        kinds: tuple[str, ...],
+    ) -> None:
+        self._kinds = kinds
+        self._read = read
+        self._ledger = ledger
+        self._boundary = boundary
+        self._topology = topology
+        self._observer = observer
+        self._role = role
+        self._worker_id = worker_id
+        self._publish_timeout_s = publish_timeout_s
+
+    async def __call__(self, delivery: Delivery) -> Decision:
+        """Write the dead letter one advisory asks for."""
+        try:
+            advisory = msgspec.json.decode(delivery.data, type=MaxDeliveriesAdvisory)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            return Decision(settle=Settle.TERM, code="advisory-invalid", reason=str(exc))
+        try:
+            original: RawStreamMsg | None = await self._read(advisory.stream, advisory.stream_seq)
+        except nats.js.errors.NotFoundError:
+            original = None  # gone by the stream's limits; still worth a record
+        except (nats.errors.Error, TimeoutError) as exc:
+            return Decision(
+                settle=Settle.NAK,
+                nak_delay_s=_RETRY_DELAY_S,
+                code="stream-unavailable",
+                reason=repr(exc),
+            )
+        try:
+            letter = await self._dead_letter(advisory, original)
+        except LedgerUnavailableError as exc:
+            return Decision(
+                settle=Settle.NAK, nak_delay_s=_RETRY_DELAY_S, code=exc.code, reason=exc.message
+            )
+        record = self._record(advisory, letter)
+        trail = list(self._observer.decided(record))
+        message = Outbound(
+            subject=self._topology.subjects.dead_letter(letter.kind),
+            payload=canonical_json(letter),
+            headers={
+                headers.MSG_ID: f"dlq:{advisory.stream}:{advisory.stream_seq}",
+                headers.CONTENT_TYPE: headers.JSON,
+            },
+        )
+        try:
+            await publish_confirmed(
+                self._boundary, [message, *trail], timeout_s=self._publish_timeout_s
+            )
+        except (PublishFailedError, PublishRefusedError) as exc:
+            return Decision(
+                settle=Settle.NAK, nak_delay_s=_RETRY_DELAY_S, code=exc.code, reason=exc.message
+            )
+        if letter.idempotency_key is not None:
+            # The dead letter is stored; the ledger state is only informational.
+            with contextlib.suppress(LedgerUnavailableError):
+                await self._ledger.mark_dead_lettered(
+                    letter.idempotency_key, error=letter.last_error
+                )
+        return Decision(settle=Settle.ACK, code="dead-lettered", reason=letter.id)
+
+    async def _dead_letter(
+        self, advisory: MaxDeliveriesAdvisory, original: RawStreamMsg | None
+    ) -> DeadLetter:
+        kind, namespace, key = self._kinds[0], "", None
+        name = dead_letter_id(advisory.stream, advisory.stream_seq)
+        subject = (original.subject or "") if original is not None else ""
+        data = (original.data or b"") if original is not None else b""
+        last_error = "deliveries exhausted"
+        last_attempt_at = advisory.timestamp
+        try:
+            if advisory.stream == self._topology.events_stream:
+                event = decode(data, GitEvent)
+                kind, namespace, name = GIT_PUSH, event.repository_id, event.event_id
+            else:
+                task = decode(data, TaskRequest)
+                kind, namespace, name, key = (
+                    task_kind(task.kind),
+                    task.repository_id,
+                    task.task_id,
+                    task.idempotency_key,
+                )
+        except GitStoreAgentsError:
+            kind = _kind_from_subject(subject, self._topology.subjects) or kind
+        if kind not in self._kinds:
+            kind = self._kinds[0]
+        if key is not None:
+            found = await self._ledger.get(key)
+            if found is not None:
+                record = found[0]
+                last_error = record.last_error or (
+                    f"no result after {record.attempts} claim(s); last claimed by "
+                    f"{record.worker_id} (lease until {record.lease_until})"
+                )
+                last_attempt_at = record.started_at or last_attempt_at
+        return DeadLetter(
+            id=dead_letter_id(advisory.stream, advisory.stream_seq),
+            kind=kind,
+            namespace=namespace,
+            name=name,
+            attempts=advisory.deliveries,
+            last_error=last_error,
+            last_attempt_at=last_attempt_at,
+            # The advisory's time, not ours: replicas writing the same dead
+            # letter produce the same bytes.
+            quarantined_at=advisory.timestamp,
+            stream=advisory.stream,
+            stream_seq=advisory.stream_seq,
+            subject=subject,
+            idempotency_key=key,
+        )
+
+    def _record(self, advisory: MaxDeliveriesAdvisory, letter: DeadLetter) -> DecisionRecord:
+        return DecisionRecord(
+            decision=AuditDecision.DEAD_LETTERED,
+            role=self._role,
+            worker_id=self._worker_id,
+            code="deliveries-exhausted",
+            reason=letter.last_error,
+            stream=advisory.stream,
+            stream_seq=advisory.stream_seq,
+            attempt=advisory.deliveries,
+            event_id=letter.name if letter.kind == GIT_PUSH else None,
+            idempotency_key=letter.idempotency_key,
+            task_id=letter.name if letter.kind != GIT_PUSH else None,
+            kind=letter.kind,
+            refs={"dead_letter": letter.id},
+            at=rfc3339(utc_now()),
+        )
+
+
+def _kind_from_subject(subject: str, subjects: Subjects) -> str | None:
+    for prefix in (f"{subjects.prefix}.tasks.", f"{subjects.prefix}.events.git.push."):
+        if subject.startswith(prefix):
+            if prefix.endswith("git.push."):
+                return GIT_PUSH
+            try:
+                return task_kind(subject.removeprefix(prefix))
+            except GitStoreAgentsError:
+                return None
+    return None
+
+
+class DeadLetterEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """A dead letter and what happened to it since.
+
+    Attributes:
+        letter: The dead letter.
+        failures_seq: Its sequence in the failures stream.
+        requeues: Requeue records, oldest first.
+    """
+
+    letter: DeadLetter
+    failures_seq: int
+    requeues: list[RequeueRecord] = msgspec.field(default_factory=list)
+
+
+async def read_subject(
+    js: JetStreamContext, stream: str, subject: str, *, timeout_s: float = 5.0
+) -> list[tuple[int, str, bytes, dict[str, str]]]:
+    """Every message of ``stream`` on ``subject`` (wildcards allowed), oldest first.
+
+    Returns:
+        ``(stream sequence, subject, data, headers)`` per message.
+    """
+    info = await js.stream_info(stream, subjects_filter=subject)
+    if not info.state.subjects:
+        return []
+    sub = await js.subscribe(
+        subject, stream=stream, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
+    )
+    found: list[tuple[int, str, bytes, dict[str, str]]] = []
+    try:
+        while True:
+            msg = await sub.next_msg(timeout=timeout_s)
+            meta = msg.metadata
+            found.append((meta.sequence.stream, msg.subject, msg.data, dict(msg.headers or {})))
+            if meta.num_pending == 0:
+                return found
+    finally:
+        await sub.unsubscribe()
+
+
+async def list_dead_letters(js: JetStreamContext, topology: Topology) -> list[DeadLetterEntry]:
+    """Every dead letter in the failures stream, with its requeues."""
+    subjects = topology.subjects
+    letters: dict[str, DeadLetterEntry] = {}
+    requeues: dict[str, list[RequeueRecord]] = {}
+    for seq, subject, data, _ in await read_subject(
+        js, topology.failures_stream, subjects.dead_letters_all()
+    ):
+        if subject == requeue_subject(subjects):
+            record = msgspec.json.decode(data, type=RequeueRecord)
+            requeues.setdefault(record.id, []).append(record)
+            continue
+        try:
+            letter = msgspec.json.decode(data, type=DeadLetter)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            continue
+        letters.setdefault(letter.id, DeadLetterEntry(letter=letter, failures_seq=seq))
+    return [
+        msgspec.structs.replace(entry, requeues=requeues.get(entry.letter.id, []))
+        for entry in letters.values()
+    ]
+
+
+async def requeue_dead_letter(
+    js: JetStreamContext,
+    topology: Topology,
+    letter_id: str,
+    *,
+    by: str,
+    now: Callable[[], datetime] = utc_now,
+) -> RequeueRecord:
+    """Republish the original message of dead letter ``letter_id`` and record it.
+
+    The copy gets a ``Nats-Msg-Id`` derived from the dead letter (requeueing the
+    same letter twice within the duplicate window stores one copy) and a
+    ``GitStore-Requeued-From`` header. The payload is untouched, so the task
+    keeps its idempotency key: the ledger lets it run again unless it
+    succeeded meanwhile.
+
+    Raises:
+        DeadLetterNotFoundError: no dead letter has this id.
+        nats.js.errors.NotFoundError: the original is gone from its stream.
+    """
+    entries = {e.letter.id: e for e in await list_dead_letters(js, topology)}
+    entry = entries.get(letter_id)
+    if entry is None:
+        raise DeadLetterNotFoundError(
+            f"no dead letter with id {letter_id!r} (see `gitstore-agents dlq list`)"
+        )
+    letter = entry.letter
+    original = await js.get_msg(letter.stream, letter.stream_seq)
+    original_headers = {
+        k: v
+        for k, v in (original.headers or {}).items()
+        if not k.lower().startswith("nats-") and k.lower() not in ("status", "description")
+    }
+    original_id = headers.get_header(original.headers, headers.MSG_ID) or letter.id
+    msg_id = f"{original_id}/requeue/{letter.id}"
+    subject = original.subject or letter.subject
+    ack = await js.publish(
+        subject,
+        original.data or b"",
+        headers={**original_headers, headers.MSG_ID: msg_id, REQUEUED_FROM: letter.id},
+    )
+    record = RequeueRecord(
+        id=letter.id,
+        requeued_at=rfc3339(now()),
+        by=by,
+        subject=subject,
+        stream=ack.stream,
+        stream_seq=ack.seq,
+        msg_id=msg_id,
+    )
+    await js.publish(
+        requeue_subject(topology.subjects),
+        canonical_json(record),
+        headers={
+            headers.MSG_ID: f"requeued:{letter.id}:{ack.seq}",
+            headers.CONTENT_TYPE: headers.JSON,
+        },
+    )
+    return record

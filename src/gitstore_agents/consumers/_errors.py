@@ -1,0 +1,36 @@
+"""Errors of the runtime's own infrastructure (ledger, object stores, publishing).
+
+All of them are transient: NATS being briefly unavailable is a reason to retry.
+"""
+
+from __future__ import annotations
+
+from ..errors import GitStoreAgentsError
+
+
+class LedgerUnavailableError(GitStoreAgentsError):
+    """The idempotency ledger (KV bucket) could not be read or written."""
+
+    code = "ledger-unavailable"
+    retryable = True
+
+
+class PublishFailedError(GitStoreAgentsError):
+    """A publish was not confirmed by a PubAck in time (or was rejected by the server)."""
+
+    code = "publish-failed"
+    retryable = True
+
+
+class ContentUnavailableError(GitStoreAgentsError):
+    """A content-addressed input or module could not be fetched from its object store."""
+
+    code = "content-unavailable"
+    retryable = True
+
+
+class TopologyError(GitStoreAgentsError):
+    """A stream, consumer or bucket the role needs is missing or misconfigured."""
+
+    code = "topology-missing"
+    retryable = True

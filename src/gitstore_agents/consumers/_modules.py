@@ -1,0 +1,93 @@
+"""Module references resolved to digests and compiled modules (the warm cache).
+
+``reference:<name>`` reads a packaged module, ``file:<path>`` a local file,
+``sha256:<hex>`` the object named by that digest in the modules object store.
+Loading by digest goes through the sandbox's ``ModuleRegistry`` (memory →
+disk cache → object store); every module is verified against its digest
+before it is compiled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from ..config import ModuleRef, ModuleSource, parse_module_ref
+from ..sandbox import (
+    REFERENCE_MODULES,
+    CompiledModule,
+    ModuleRegistry,
+    ModuleStore,
+    module_digest,
+    reference_module_path,
+)
+from ._errors import ContentUnavailableError
+
+
+class ModuleLoader:
+    """Turns configured module references into digests and compiled modules.
+
+    Args:
+        registry: Compiled modules by digest, backed by the module object store.
+    """
+
+    def __init__(self, registry: ModuleRegistry) -> None:
+        self._registry = registry
+        self._digests: dict[str, str] = {}
+
+    async def digest(self, reference: str) -> str:
+        """The digest a reference names (reads local files, never the object store)."""
+        cached = self._digests.get(reference)
+        if cached is not None:
+            return cached
+        ref = parse_module_ref(reference)
+        if ref.source is ModuleSource.OBJECT_STORE:
+            digest = ref.value
+        else:
+            digest = module_digest(await asyncio.to_thread(_read_local, ref))
+        self._digests[reference] = digest
+        return digest
+
+    async def load(self, reference: str) -> CompiledModule:
+        """Verify and compile the module ``reference`` names (cached by digest).
+
+        Raises:
+            ContentUnavailableError: a local module file cannot be read.
+            UnknownModuleError: the object store does not have it (yet; retryable).
+            ModuleStoreError: the object store could not be read (retryable).
+            ModuleError: the bytes do not match the digest or are not a usable module.
+        """
+        ref = parse_module_ref(reference)
+        if ref.source is ModuleSource.OBJECT_STORE:
+            return await self.ensure(ref.value)
+        wasm = await asyncio.to_thread(_read_local, ref)
+        digest = await asyncio.to_thread(self._registry.register, wasm)
+        self._digests[reference] = digest
+        return await self._registry.load(digest)
+
+    async def ensure(self, digest: str) -> CompiledModule:
+        """The compiled module for ``digest``, fetched from the object store if needed."""
+        return await self._registry.load(digest)
+
+
+def _read_local(ref: ModuleRef) -> bytes:
+    path = reference_module_path(ref.value) if ref.source is ModuleSource.REFERENCE else None
+    path = path or Path(ref.value)
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ContentUnavailableError(
+            f"module {ref}: cannot read {path}: {exc.strerror or exc}", retryable=False
+        ) from None
+
+
+async def upload_reference_modules(store: ModuleStore) -> dict[str, str]:
+    """Store every packaged reference module that exists; return name -> digest."""
+    uploaded: dict[str, str] = {}
+    for name in REFERENCE_MODULES:
+        path = reference_module_path(name)
+        if not path.is_file():
+            continue
+        wasm = await asyncio.to_thread(path.read_bytes)
+        uploaded[name] = await store.push(wasm, description=f"reference:{name}")
+    return uploaded

@@ -1,0 +1,128 @@
+"""The injected stages of the task pipeline: admission before running, output check after.
+
+Issue 6 replaces the basic implementations here with policy-backed ones; the
+pipeline only needs the two protocols. A refusal is permanent: the pipeline
+publishes a ``FailureDiagnostic`` with the refusal's code and terminates the task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import msgspec
+
+from ..envelopes import Limits, Stage, TaskRequest
+
+
+class Refusal(msgspec.Struct, frozen=True, kw_only=True):
+    """Why a stage refused a task.
+
+    Attributes:
+        stage: ``admission`` or ``output-check``.
+        code: Stable code (diagnostics and the control plane branch on it).
+        message: What was refused, naming the field or limit.
+    """
+
+    stage: Stage
+    code: str
+    message: str
+
+
+class Admission(Protocol):
+    """Decides, before anything runs, whether this role may run ``task``."""
+
+    def admit(self, task: TaskRequest) -> Refusal | None:
+        """None to admit; a ``Refusal`` (stage ``admission``) otherwise."""
+        ...
+
+
+class OutputCheck(Protocol):
+    """Decides, after the run, whether ``output`` may be proposed for validation."""
+
+    def check(self, task: TaskRequest, output: Any, raw: bytes) -> Refusal | None:
+        """None to accept; a ``Refusal`` (stage ``output-check``) otherwise.
+
+        Args:
+            task: The task that produced the output.
+            output: The decoded JSON output.
+            raw: Its canonical JSON bytes.
+        """
+        ...
+
+
+class KindAllowance(msgspec.Struct, frozen=True, kw_only=True):
+    """What a role allows for one task kind.
+
+    Attributes:
+        modules: Module digests that may run for this kind.
+        ceilings: Largest limits a task of this kind may ask for.
+    """
+
+    modules: frozenset[str]
+    ceilings: Limits
+
+
+class BasicAdmission:
+    """Admit a task only if the role runs its kind, knows its module and its limits fit.
+
+    Args:
+        allowed: Kind to what the role allows for it (from the role configuration).
+    """
+
+    def __init__(self, allowed: Mapping[str, KindAllowance]) -> None:
+        self._allowed = dict(allowed)
+
+    def admit(self, task: TaskRequest) -> Refusal | None:
+        """Check kind, module digest and limits against the role's configuration."""
+        allowance = self._allowed.get(task.kind)
+        if allowance is None:
+            return Refusal(
+                stage=Stage.ADMISSION,
+                code="kind-not-allowed",
+                message=f"kind={task.kind!r} is not run by this role "
+                f"(runs: {sorted(self._allowed)})",
+            )
+        if task.module_digest not in allowance.modules:
+            return Refusal(
+                stage=Stage.ADMISSION,
+                code="module-not-allowed",
+                message=f"module_digest={task.module_digest} is not a module this role "
+                f"runs for {task.kind} (allowed: {sorted(allowance.modules)})",
+            )
+        for field in ("fuel", "timeout_ms", "memory_bytes"):
+            asked, ceiling = getattr(task.limits, field), getattr(allowance.ceilings, field)
+            if asked > ceiling:
+                return Refusal(
+                    stage=Stage.ADMISSION,
+                    code="limits-over-ceiling",
+                    message=f"limits.{field}={asked} is over this role's ceiling {ceiling}",
+                )
+        return None
+
+
+class BasicOutputCheck:
+    """Accept only a JSON object no larger than ``max_output_bytes``.
+
+    Args:
+        max_output_bytes: Largest canonical output proposed for validation.
+    """
+
+    def __init__(self, max_output_bytes: int = 4 * 1024 * 1024) -> None:
+        self._max = max_output_bytes
+
+    def check(self, task: TaskRequest, output: Any, raw: bytes) -> Refusal | None:
+        """Check the output's shape and size."""
+        if not isinstance(output, dict):
+            return Refusal(
+                stage=Stage.OUTPUT_CHECK,
+                code="output-not-object",
+                message=f"output of {task.kind} is a JSON {type(output).__name__}, not an object",
+            )
+        if len(raw) > self._max:
+            return Refusal(
+                stage=Stage.OUTPUT_CHECK,
+                code="output-too-large",
+                message=f"output is {len(raw)} bytes, over max_output_bytes={self._max}",
+            )
+        return None
