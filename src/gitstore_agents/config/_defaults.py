@@ -34,7 +34,7 @@ def builtin_defaults() -> dict[str, Any]:
                 "kinds": {
                     EXTENSION_RUN: {
                         "module": "reference:extension-sample",
-                        "extensions": [{"name": "sample", "version": "1.0.0"}],
+                        "extensions": [{"name": "seo-lint", "version": "1.0.0"}],
                     }
                 }
             },
