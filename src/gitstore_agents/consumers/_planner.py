@@ -180,7 +180,10 @@ class PlannerHandler:
                 await publish_confirmed(
                     self._boundary, [*outbound, *trail], timeout_s=self._publish_timeout_s
                 )
-            except (PublishFailedError, PublishRefusedError) as exc:
+            except PublishRefusedError as exc:
+                # Refused by the boundary or the server: retrying cannot help.
+                return await self._permanent(delivery, trail, exc, stage=Stage.PUBLISH)
+            except PublishFailedError as exc:
                 delay = retry_delay_s(self._backoff_s, delivery.num_delivered)
                 self._decide(
                     delivery,
@@ -202,7 +205,12 @@ class PlannerHandler:
         return Decision(settle=Settle.ACK, reason=f"{len(tasks)} tasks")
 
     async def _permanent(
-        self, delivery: Delivery, trail: list[Outbound], exc: GitStoreAgentsError
+        self,
+        delivery: Delivery,
+        trail: list[Outbound],
+        exc: GitStoreAgentsError,
+        *,
+        stage: Stage = Stage.DECODE,
     ) -> Decision:
         event_id = _event_id(delivery.data)
         trail += self._decide(
@@ -210,7 +218,7 @@ class PlannerHandler:
         )
         diagnostic = FailureDiagnostic(
             kind=GIT_PUSH,
-            stage=Stage.DECODE,
+            stage=stage,
             code=exc.code,
             message=exc.message,
             attempt=delivery.num_delivered,
@@ -222,7 +230,7 @@ class PlannerHandler:
             subject=self._subjects.failure(GIT_PUSH),
             payload=canonical_json(diagnostic),
             headers={
-                headers.MSG_ID: f"failure:{sha256_digest(delivery.data)[7:]}:decode:{exc.code}",
+                headers.MSG_ID: f"failure:{sha256_digest(delivery.data)[7:]}:{stage}:{exc.code}",
                 headers.CONTENT_TYPE: headers.JSON,
             },
         )

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from nats.js.api import PubAck
 
-from ..guardrails import Outbound, PublishBoundary, PublishRefusedError
+from ..guardrails import Outbound, PublishBoundary, PublishDeniedError, PublishRefusedError
 from ._errors import PublishFailedError
 
 
@@ -25,10 +25,13 @@ async def publish_confirmed(
 
     Raises:
         PublishRefusedError: a subject is outside the role's boundary (permanent).
+        PublishDeniedError: the NATS server refused a subject (a permissions
+            violation; permanent for this delivery).
         PublishFailedError: a publish failed or was not confirmed within ``timeout_s``.
     """
     if not messages:
         return []
+    since = boundary.clock()
     futures: list[asyncio.Future[PubAck]] = []
     try:
         for message in messages:
@@ -43,6 +46,15 @@ async def publish_confirmed(
     if late:
         # Cancelling releases nats-py's pending-publish slot for each future.
         _cancel(late)
+        # A refused publish gets no PubAck, only an asynchronous error: tell it
+        # apart from a slow server, or it would be retried as a timeout forever.
+        missing = [m.subject for m, f in zip(messages, futures, strict=True) if f in late]
+        denied = boundary.refused_by_server(missing, since)
+        if denied:
+            raise PublishDeniedError(
+                f"the NATS server refused publishing to {denied} (permissions violation): "
+                "its permissions for this role do not match the policy (policy nats-config)"
+            )
         raise PublishFailedError(
             f"{len(late)} of {len(futures)} PubAcks missing after publish_timeout_s={timeout_s:g}"
         )

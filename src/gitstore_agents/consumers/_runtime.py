@@ -39,7 +39,16 @@ from ..config import (
 )
 from ..envelopes import ContentStore, Limits
 from ..errors import ConfigError
-from ..guardrails import PublishBoundary
+from ..guardrails import (
+    PermissionViolations,
+    Policy,
+    PolicyAdmission,
+    PolicyOutputCheck,
+    PublishBoundary,
+    default_policy,
+    load_policy,
+    publish_subjects,
+)
 from ..sandbox import ModuleRegistry, ModuleStore, Sandbox, default_cache_dir
 from ._connect import connect_options
 from ._dead_letters import DeadLetterWriter
@@ -51,7 +60,7 @@ from ._ledger import Ledger
 from ._modules import ModuleLoader
 from ._observer import LogObserver, Observer
 from ._planner import PlannerHandler
-from ._stages import Admission, BasicAdmission, BasicOutputCheck, KindAllowance, OutputCheck
+from ._stages import Admission, KindAllowance, OutputCheck
 from ._task_handler import TaskHandler, TaskSettings
 from ._topology import ConsumerSpec, dead_letter_consumer, provision, role_consumer, verify
 from ._worker import PullWorker, WorkerSettings
@@ -82,8 +91,14 @@ class Runtime:
         config: The validated configuration.
         roles: Roles to run (default: every configured role).
         observer: Receives every decision (default: logs and counters).
-        admission: Builds each role's admission stage (default: ``BasicAdmission``).
-        output_check: The output check (default: ``BasicOutputCheck``).
+        admission: Builds each role's admission stage (default: ``PolicyAdmission``).
+        output_check: The output check (default: ``PolicyOutputCheck``).
+        policy: The guardrail policy (default: ``config.policy_file``, else the
+            built-in default policy, which allows exactly what the config runs).
+
+    Raises:
+        ConfigError: unknown roles, or a policy that is invalid or grants less
+            than the configuration asks for (``PolicyError``).
     """
 
     def __init__(
@@ -94,6 +109,7 @@ class Runtime:
         observer: Observer | None = None,
         admission: AdmissionFactory | None = None,
         output_check: OutputCheck | None = None,
+        policy: Policy | None = None,
     ) -> None:
         self.config = validate_config(config)
         self.roles = tuple(roles) if roles else tuple(r for r in ROLES if r in config.roles)
@@ -105,8 +121,19 @@ class Runtime:
             raise ConfigError(f"roles={missing} have no configuration under roles:")
         self.worker_id = config.worker_id or default_worker_id()
         self.observer: Observer = observer or LogObserver()
-        self._admission = admission or (lambda _role, allowed: BasicAdmission(allowed))
-        self._output_check = output_check or BasicOutputCheck()
+        if policy is None:
+            policy = (
+                load_policy(config.policy_file) if config.policy_file else default_policy(config)
+            )
+        policy.check_config(self.config, self.roles)
+        self.policy = policy
+        self._admission = admission or (
+            lambda role, allowed: PolicyAdmission(policy, role, allowed)
+        )
+        self._output_check = output_check or PolicyOutputCheck(policy)
+        # Publishes the server refused (its async permission errors), so a refused
+        # publish is reported as such instead of as a timeout.
+        self.violations = PermissionViolations()
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._sandbox: Sandbox | None = None
@@ -299,6 +326,22 @@ class Runtime:
             worker.pull.forget_request()
 
     async def _on_error(self, exc: Exception) -> None:
+        violation = self.violations.observe(exc)
+        if violation is not None:
+            # The server-side boundary refused something this process tried:
+            # its permissions and this role's subjects disagree (or the process
+            # misbehaves). The task that tried gets a diagnostic (its publish
+            # fails as publish-permission-denied); this line is for operators.
+            log.error(
+                "NATS refused: permissions violation",
+                code="publish-permission-denied"
+                if violation.operation == "publish"
+                else "subscribe-permission-denied",
+                operation=violation.operation,
+                subject=violation.subject,
+                violations=self.violations.total,
+            )
+            return
         log.error("NATS error", error=repr(exc))
 
     async def _on_closed(self) -> None:
@@ -314,14 +357,7 @@ class Runtime:
         subjects = config.topology.subjects
         if role == PLANNER:
             _, compile_kind = config.kind(MARKDOWN_COMPILE)
-            boundary = PublishBoundary(
-                self.js,
-                [
-                    subjects.task(MARKDOWN_COMPILE),
-                    subjects.failure(GIT_PUSH),
-                    subjects.dead_letter(GIT_PUSH),
-                ],
-            )
+            boundary = self._boundary(role)
             return PlannerHandler(
                 subjects,
                 {MARKDOWN_COMPILE: await self.modules.digest(compile_kind.module)},
@@ -350,13 +386,7 @@ class Runtime:
                 modules=frozenset(digests), ceilings=kind_config.limits.task_limits()
             )
         follow_ups = tuple([await self._follow_up(kind) for kind in settings.follow_ups])
-        boundary = PublishBoundary(
-            self.js,
-            [subjects.validation(k) for k in kinds]
-            + [subjects.failure(k) for k in kinds]
-            + [subjects.dead_letter(k) for k in kinds]
-            + [subjects.task(f.kind) for f in follow_ups],
-        )
+        boundary = self._boundary(role)
         executor = ThreadPoolExecutor(settings.concurrency, thread_name_prefix=f"sandbox-{role}")
         self._executors.append(executor)
         assert self._sandbox is not None
@@ -380,6 +410,12 @@ class Runtime:
             output_check=self._output_check,
             observer=self.observer,
             content=self.content,
+        )
+
+    def _boundary(self, role: str) -> PublishBoundary:
+        # The same subjects the role's NATS user is granted (policy nats-config).
+        return PublishBoundary(
+            self.js, publish_subjects(self.policy, role), violations=self.violations
         )
 
     async def _follow_up(self, kind: str) -> FollowUpSpec:
@@ -430,7 +466,9 @@ class Runtime:
         writer = DeadLetterWriter(
             read=read,
             ledger=self.ledger,
-            boundary=PublishBoundary(js, [subjects.dead_letter(k) for k in kinds]),
+            boundary=PublishBoundary(
+                js, [subjects.dead_letter(k) for k in kinds], violations=self.violations
+            ),
             topology=self.config.topology,
             observer=self.observer,
             role=role,

@@ -1,66 +1,27 @@
-"""The injected stages of the task pipeline: admission before running, output check after.
+"""The basic admission and output check: the role configuration alone, no policy.
 
-Issue 6 replaces the basic implementations here with policy-backed ones; the
-pipeline only needs the two protocols. A refusal is permanent: the pipeline
-publishes a ``FailureDiagnostic`` with the refusal's code and terminates the task.
+The protocols (``Admission``, ``OutputCheck``, ``Refusal``) live in
+``guardrails``, which also has the policy-backed implementations the runtime
+uses by default; these two remain for callers that want only the configuration's
+rules.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any
 
-import msgspec
+from ..envelopes import Stage, TaskRequest
+from ..guardrails import Admission, KindAllowance, OutputCheck, Refusal
 
-from ..envelopes import Limits, Stage, TaskRequest
-
-
-class Refusal(msgspec.Struct, frozen=True, kw_only=True):
-    """Why a stage refused a task.
-
-    Attributes:
-        stage: ``admission`` or ``output-check``.
-        code: Stable code (diagnostics and the control plane branch on it).
-        message: What was refused, naming the field or limit.
-    """
-
-    stage: Stage
-    code: str
-    message: str
-
-
-class Admission(Protocol):
-    """Decides, before anything runs, whether this role may run ``task``."""
-
-    def admit(self, task: TaskRequest) -> Refusal | None:
-        """None to admit; a ``Refusal`` (stage ``admission``) otherwise."""
-        ...
-
-
-class OutputCheck(Protocol):
-    """Decides, after the run, whether ``output`` may be proposed for validation."""
-
-    def check(self, task: TaskRequest, output: Any, raw: bytes) -> Refusal | None:
-        """None to accept; a ``Refusal`` (stage ``output-check``) otherwise.
-
-        Args:
-            task: The task that produced the output.
-            output: The decoded JSON output.
-            raw: Its canonical JSON bytes.
-        """
-        ...
-
-
-class KindAllowance(msgspec.Struct, frozen=True, kw_only=True):
-    """What a role allows for one task kind.
-
-    Attributes:
-        modules: Module digests that may run for this kind.
-        ceilings: Largest limits a task of this kind may ask for.
-    """
-
-    modules: frozenset[str]
-    ceilings: Limits
+__all__ = [
+    "Admission",
+    "BasicAdmission",
+    "BasicOutputCheck",
+    "KindAllowance",
+    "OutputCheck",
+    "Refusal",
+]
 
 
 class BasicAdmission:

@@ -525,7 +525,13 @@ class TaskHandler:
         a.trail.clear()
         if a.claim is not None:
             try:
-                await self._ledger.fail(a.claim, error=f"{code}: {message}")
+                if stage is Stage.PUBLISH:
+                    # Refused by the boundary or the server: the deployment, not
+                    # the task, is at fault. Release the claim so a requeue or a
+                    # replay after the fix runs it again.
+                    await self._ledger.retry_later(a.claim, error=f"{code}: {message}")
+                else:
+                    await self._ledger.fail(a.claim, error=f"{code}: {message}")
             except LedgerUnavailableError as exc:
                 return await self._transient(a, Stage.LEDGER, exc.code, exc.message)
         return Decision(settle=Settle.TERM, code=code, reason=message)

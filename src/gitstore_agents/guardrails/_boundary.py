@@ -2,12 +2,16 @@
 
 Task code never holds a JetStream context; it returns ``Outbound`` messages and
 the worker hands them to a ``PublishBoundary``, which refuses any subject the
-role is not allowed to reach.
+role is not allowed to reach. The NATS server enforces the same list
+(``nats_permissions``), and when it refuses a publish the boundary can tell
+(``refused_by_server``), so the pipeline reports ``publish-permission-denied``
+instead of retrying a timeout forever.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterable
 
 import msgspec
@@ -16,6 +20,7 @@ from nats.js.api import PubAck
 
 from ..errors import GitStoreAgentsError
 from ._subject_match import subject_matches
+from ._violations import PermissionViolations
 
 
 class Outbound(msgspec.Struct, frozen=True, kw_only=True):
@@ -33,17 +38,34 @@ class PublishRefusedError(GitStoreAgentsError):
     retryable = False
 
 
+class PublishDeniedError(PublishRefusedError):
+    """The NATS server refused a publish (a permissions violation): the deployment's
+    server permissions do not grant this role the subject."""
+
+    code = "publish-permission-denied"
+    retryable = False
+
+
 class PublishBoundary:
     """Publishes ``Outbound`` messages whose subject matches an allowed pattern.
 
     Args:
         js: The JetStream context (held here, never by task code).
         allowed: Subject patterns (NATS wildcards) this role may publish to.
+        violations: The connection's permission violations (from its error
+            callback), to recognise publishes the server refused.
     """
 
-    def __init__(self, js: JetStreamContext, allowed: Iterable[str]) -> None:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        allowed: Iterable[str],
+        *,
+        violations: PermissionViolations | None = None,
+    ) -> None:
         self._js = js
         self.allowed = tuple(allowed)
+        self._violations = violations
 
     def check(self, subject: str) -> None:
         """Raise ``PublishRefusedError`` unless ``subject`` is allowed."""
@@ -58,3 +80,14 @@ class PublishBoundary:
         return await self._js.publish_async(
             message.subject, message.payload, headers=dict(message.headers) or None
         )
+
+    @staticmethod
+    def clock() -> float:
+        """The clock ``refused_by_server`` compares with (monotonic seconds)."""
+        return time.monotonic()
+
+    def refused_by_server(self, subjects: Iterable[str], since: float) -> list[str]:
+        """Which of ``subjects`` the server refused (permissions violation) since ``since``."""
+        if self._violations is None:
+            return []
+        return self._violations.refused(subjects, since)

@@ -1,0 +1,302 @@
+"""The server-side boundary: nats-server permissions generated from the policy.
+
+Each identity (the four roles, the provisioning job, the status probe) gets a
+user whose publish permissions allow exactly what it needs and nothing else:
+
+* a role: its ``publish_subjects`` (the same list its ``PublishBoundary``
+  enforces in-process), the JetStream API calls of its own two consumers
+  (pull, info, acks of their deliveries), ``STREAM.INFO`` of the product's
+  streams and buckets, reading the original of a dead-lettered message, the run
+  ledger (KV) and reads of the module and content object stores; it subscribes
+  to its own inbox
+  prefix ``_INBOX_<identity>`` and to the status service's subjects;
+* the provisioner: creating and updating the product's streams, consumers and
+  buckets, uploading modules; never deleting or purging anything but a
+  replaced module's chunks;
+* the status probe: asking the status service.
+
+Nothing grants the control plane's subjects (git events, anything outside the
+product's prefix), another role's subjects, or ``$JS.API.STREAM.DELETE``,
+``STREAM.PURGE`` (but the one above) or ``CONSUMER.DELETE``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+
+import msgspec
+
+from ..config import GIT_PUSH, PLANNER, ROLES, Topology
+from ._policy import Policy, PolicyError
+
+PROVISIONER = "provisioner"
+STATUS_PROBE = "status-probe"
+IDENTITIES = (*ROLES, PROVISIONER, STATUS_PROBE)
+"""Every NATS identity of a deployment: the roles, the provisioning job, the status probe."""
+
+DEAD_LETTER_SUFFIX = "-dead-letters"
+"""A role's dead-letter writer's durable is ``<role>-dead-letters`` (as provisioning names it)."""
+
+PASSWORD_ENV_PREFIX = "GITSTORE_NATS_PASSWORD_"
+"""Variable the generated config reads an identity's password from (``..._MARKDOWN_COMPILER``)."""
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class Permissions(msgspec.Struct, frozen=True, kw_only=True):
+    """One user's permissions, as nats-server's ``permissions`` block holds them.
+
+    Attributes:
+        publish: Subjects the user may publish to (``publish.allow``).
+        subscribe: Subjects the user may subscribe to (``subscribe.allow``).
+        allow_responses: May reply to requests it received (the status service).
+    """
+
+    publish: tuple[str, ...]
+    subscribe: tuple[str, ...]
+    allow_responses: bool = False
+
+
+class NatsUser(msgspec.Struct, frozen=True, kw_only=True):
+    """One ``authorization.users`` entry.
+
+    Attributes:
+        identity: Which identity this is (a role, ``provisioner``, ``status-probe``).
+        user: User name.
+        password: A bcrypt hash or plaintext (written quoted), or, when
+            ``password_env`` is set, ignored.
+        password_env: Name of the environment variable nats-server reads the
+            password from (written as an unquoted ``$VARIABLE``).
+        permissions: What the user may do.
+    """
+
+    identity: str
+    user: str
+    permissions: Permissions
+    password: str = ""
+    password_env: str | None = None
+
+
+def inbox_prefix(identity: str) -> str:
+    """The inbox prefix an identity's connection must use (``nats.inbox_prefix``)."""
+    return f"_INBOX_{identity}"
+
+
+def password_env(identity: str) -> str:
+    """``GITSTORE_NATS_PASSWORD_<IDENTITY>``: where the server reads a password from by default."""
+    return PASSWORD_ENV_PREFIX + identity.upper().replace("-", "_")
+
+
+def publish_subjects(policy: Policy, role: str) -> tuple[str, ...]:
+    """The product subjects role ``role`` may publish to (its boundary and its NATS user).
+
+    Task roles: ``validation``, ``failures`` and ``dlq`` of the kinds they run;
+    the planner: ``failures`` and ``dlq`` of ``git.push``. Both: the task kinds
+    the policy lets them publish, and audit records.
+    """
+    rules, subjects = policy.role(role), policy.subjects
+    out: list[str] = []
+    if role == PLANNER:
+        out += [subjects.failure(GIT_PUSH), subjects.dead_letter(GIT_PUSH)]
+    else:
+        for kind in rules.kinds:
+            out += [subjects.validation(kind), subjects.failure(kind), subjects.dead_letter(kind)]
+    out += [subjects.task(kind) for kind in rules.publishes_tasks]
+    out.append(subjects.audit_all())
+    return tuple(dict.fromkeys(out))
+
+
+def nats_permissions(
+    policy: Policy, topology: Topology, roles: Iterable[str] | None = None
+) -> dict[str, Permissions]:
+    """Permissions of every identity: ``roles`` (default: the policy's), provisioner, probe.
+
+    Raises:
+        PolicyError: the topology's prefix is not the policy's, or a role is not in it.
+    """
+    if topology.prefix != policy.subject_prefix:
+        raise PolicyError(
+            f"topology.prefix={topology.prefix!r} differs from the policy's "
+            f"subject_prefix={policy.subject_prefix!r}"
+        )
+    wanted = list(roles) if roles is not None else [r for r in ROLES if r in policy.roles]
+    permissions = {role: _role_permissions(policy, topology, role) for role in wanted}
+    permissions[PROVISIONER] = _provisioner_permissions(topology)
+    permissions[STATUS_PROBE] = _status_probe_permissions(policy)
+    return permissions
+
+
+def nats_users(
+    policy: Policy,
+    topology: Topology,
+    *,
+    roles: Iterable[str] | None = None,
+    users: Mapping[str, str] | None = None,
+    passwords: Mapping[str, str] | None = None,
+) -> list[NatsUser]:
+    """The ``authorization.users`` entries.
+
+    Args:
+        policy: The resolved policy.
+        topology: Stream and bucket names (its prefix must be the policy's).
+        roles: Roles to create users for (default: every role of the policy).
+        users: User name per identity (default: the identity's name).
+        passwords: Password or bcrypt hash per identity; an identity without
+            one reads it from ``$GITSTORE_NATS_PASSWORD_<IDENTITY>`` in the
+            server's environment.
+    """
+    users, passwords = users or {}, passwords or {}
+    out = []
+    for identity, permissions in nats_permissions(policy, topology, roles).items():
+        password = passwords.get(identity)
+        out.append(
+            NatsUser(
+                identity=identity,
+                user=users.get(identity, identity),
+                permissions=permissions,
+                password=password or "",
+                password_env=None if password else password_env(identity),
+            )
+        )
+    return out
+
+
+def authorization_config(users: Iterable[NatsUser]) -> str:
+    """The nats-server ``authorization { users: [...] }`` block for ``users``."""
+    lines = ["authorization {", "  users: ["]
+    for user in users:
+        if user.password_env is not None:
+            if not _ENV_NAME.match(user.password_env):
+                raise ValueError(f"password_env={user.password_env!r} is not a variable name")
+            # Unquoted: nats-server resolves $NAME from its environment at start.
+            password = f"${user.password_env}"
+        else:
+            password = json.dumps(user.password)
+        lines.append(f"    # {user.identity}")
+        lines.append(
+            f"    {{user: {json.dumps(user.user)}, password: {password}, "
+            f"permissions: {json.dumps(permissions_block(user.permissions))}}}"
+        )
+    lines += ["  ]", "}"]
+    return "\n".join(lines) + "\n"
+
+
+def permissions_block(permissions: Permissions) -> dict[str, object]:
+    """``permissions`` as nats-server reads it (publish/subscribe allow lists)."""
+    block: dict[str, object] = {
+        "publish": {"allow": list(permissions.publish)},
+        "subscribe": {"allow": list(permissions.subscribe)},
+    }
+    if permissions.allow_responses:
+        block["allow_responses"] = True
+    return block
+
+
+# -- per identity ----------------------------------------------------------------------------
+
+
+def _role_permissions(policy: Policy, topology: Topology, role: str) -> Permissions:
+    api = "$JS.API"
+    stream = topology.events_stream if role == PLANNER else topology.tasks_stream
+    ledger, modules, content = (
+        f"KV_{topology.ledger_bucket}",
+        f"OBJ_{topology.modules_bucket}",
+        f"OBJ_{topology.content_bucket}",
+    )
+    publish = list(publish_subjects(policy, role))
+    for consumer_stream, durable in (
+        (stream, role),
+        (topology.advisories_stream, f"{role}{DEAD_LETTER_SUFFIX}"),
+    ):
+        publish += [
+            f"{api}.CONSUMER.MSG.NEXT.{consumer_stream}.{durable}",
+            f"{api}.CONSUMER.INFO.{consumer_stream}.{durable}",
+            # Acks, naks, terms and in-progress acks of this consumer's deliveries only,
+            # in both reply-subject forms: $JS.ACK.<stream>.<consumer>.<counters...> (what
+            # nats-server 2.15 sends without a domain) and the v2 form with a domain and
+            # an account hash in front, $JS.ACK.<domain>.<hash>.<stream>.<consumer>....
+            f"$JS.ACK.{consumer_stream}.{durable}.>",
+            f"$JS.ACK.*.*.{consumer_stream}.{durable}.>",
+        ]
+    # Start-up verifies that every stream and bucket exists (read-only metadata).
+    streams = [c.name for c in topology.stream_configs() if c.name] + [ledger, modules, content]
+    publish += [f"{api}.STREAM.INFO.{name}" for name in streams]
+    publish += [
+        # The dead-letter writer reads the original of a message that ran out of deliveries.
+        f"{api}.STREAM.MSG.GET.{stream}",
+        # The idempotency ledger: writes go to $KV.<bucket>.<key>, reads are message gets.
+        f"$KV.{topology.ledger_bucket}.>",
+        f"{api}.STREAM.MSG.GET.{ledger}",
+        # Reading modules and large inputs: nats-py looks the object stream up by
+        # subject, reads the object's info, then its chunks through an ordered consumer.
+        f"{api}.STREAM.NAMES",
+    ]
+    for name in (modules, content):
+        publish += [
+            f"{api}.STREAM.MSG.GET.{name}",
+            # The ordered consumer reading an object's chunks, and its flow-control replies.
+            f"{api}.CONSUMER.CREATE.{name}",
+            f"$JS.FC.{name}.>",
+        ]
+    subscribe = [
+        f"{inbox_prefix(role)}.>",
+        # The status micro service every worker serves: discovery and its endpoints.
+        "$SRV.>",
+        f"{policy.subject_prefix}.status.>",
+    ]
+    return Permissions(
+        publish=tuple(dict.fromkeys(publish)),
+        subscribe=tuple(subscribe),
+        allow_responses=True,
+    )
+
+
+def _provisioner_permissions(topology: Topology) -> Permissions:
+    api = "$JS.API"
+    streams = [c.name for c in topology.stream_configs() if c.name]
+    buckets = [
+        f"KV_{topology.ledger_bucket}",
+        f"OBJ_{topology.modules_bucket}",
+        f"OBJ_{topology.content_bucket}",
+    ]
+    publish: list[str] = []
+    for name in streams:
+        publish += [
+            f"{api}.STREAM.CREATE.{name}",
+            f"{api}.STREAM.UPDATE.{name}",
+            f"{api}.STREAM.INFO.{name}",
+        ]
+    for name in buckets:
+        publish += [f"{api}.STREAM.CREATE.{name}", f"{api}.STREAM.INFO.{name}"]
+    for name in (topology.events_stream, topology.tasks_stream, topology.advisories_stream):
+        publish += [
+            f"{api}.CONSUMER.DURABLE.CREATE.{name}.>",
+            f"{api}.CONSUMER.INFO.{name}.>",
+        ]
+    modules = f"OBJ_{topology.modules_bucket}"
+    publish += [
+        # Uploading the reference modules: chunks and meta, the object's info; a
+        # replaced object's old chunks are purged (by subject, in this bucket only).
+        f"$O.{topology.modules_bucket}.>",
+        f"{api}.STREAM.MSG.GET.{modules}",
+        f"{api}.STREAM.PURGE.{modules}",
+    ]
+    return Permissions(
+        publish=tuple(dict.fromkeys(publish)),
+        subscribe=(f"{inbox_prefix(PROVISIONER)}.>",),
+    )
+
+
+def _status_probe_permissions(policy: Policy) -> Permissions:
+    return Permissions(
+        publish=(
+            "$SRV.PING",
+            "$SRV.PING.>",
+            "$SRV.INFO",
+            "$SRV.INFO.>",
+            f"{policy.subject_prefix}.status.>",
+        ),
+        subscribe=(f"{inbox_prefix(STATUS_PROBE)}.>",),
+    )
