@@ -158,15 +158,19 @@ def _table(policy: Policy) -> str:
             named = sorted({o for o in rules.modules.values() if o.startswith("reference:")})
             others = len(rules.modules) - len(named)
             modules = ", ".join([*named, *([f"{others} digest(s)"] if others else [])]) or "-"
+        # The planner runs nothing: ceilings do not apply to it.
+        ceilings = (
+            [rules.ceilings.fuel, rules.ceilings.timeout_ms, rules.ceilings.memory_bytes]
+            + [policy.output_bytes(rules)]
+            if rules.kinds
+            else ["-"] * 4
+        )
         rows.append(
             (
                 name,
                 ", ".join(rules.kinds) or "-",
-                modules,
-                str(rules.ceilings.fuel),
-                str(rules.ceilings.timeout_ms),
-                str(rules.ceilings.memory_bytes),
-                str(policy.output_bytes(rules)),
+                modules if rules.kinds else "-",
+                *(str(c) for c in ceilings),
                 ", ".join(rules.paths.patterns) or "-",
                 ", ".join(rules.result_kinds) or "-",
                 ", ".join(rules.publishes_tasks) or "-",
@@ -183,7 +187,8 @@ def _table(policy: Policy) -> str:
         "",
     ]
     for row in rows:
-        lines.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        lines.append("  ".join(cells).rstrip())
     roles_missing = [r for r in ROLES if r not in policy.roles]
     if roles_missing:
         lines.append(f"(not in the policy, so they may not run: {', '.join(roles_missing)})")

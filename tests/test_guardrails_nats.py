@@ -1,0 +1,418 @@
+"""The server-side boundary: a real nats-server started with the permissions
+``policy nats-config`` generates. Workers with their role's credentials do their work; the same
+credentials cannot publish around validation, touch another role's subjects, or delete and
+purge — the server refuses. Refusals inside the pipeline (a path outside the role's patterns, a
+task over its ceilings, a publish the server denies) end in diagnostics, never in a validation
+message or a silent retry loop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import msgspec
+import nats
+import nats.errors
+import pytest
+import structlog
+
+from gitstore_agents.config import (
+    ENRICHER,
+    EXTENSION_RUNNER,
+    MARKDOWN_COMPILE,
+    MARKDOWN_COMPILER,
+    PLANNER,
+    ROLES,
+    Topology,
+)
+from gitstore_agents.consumers import LogObserver, RunState, list_dead_letters, plan_tasks
+from gitstore_agents.embedded import NatsServer, nats_server_binary
+from gitstore_agents.envelopes import AuditDecision, Limits, Stage, canonical_json, headers
+from gitstore_agents.guardrails import (
+    IDENTITIES,
+    PROVISIONER,
+    NatsUser,
+    Permissions,
+    authorization_config,
+    load_policy,
+    nats_users,
+    password_env,
+)
+from gitstore_agents.sandbox import module_digest, reference_module_path
+
+from .guardrails_support import BASE_POLICY, SecureNats, serving, write_policy
+from .runtime_support import (
+    diagnostics,
+    make_event,
+    publish_event,
+    validation_requests,
+    write_module,
+)
+from .support import eventually
+from .wasm_modules import text_module
+
+TOPOLOGY = Topology()
+COMPILE_DIGEST = module_digest(reference_module_path("markdown-compile").read_bytes())
+REPOSITORY = "0193f1c2-0000-7000-8000-00000000c0de"
+
+
+@pytest.fixture
+def policy_file(tmp_path: Path) -> Path:
+    return write_policy(tmp_path)
+
+
+@pytest.fixture
+async def secure(tmp_path: Path, policy_file: Path) -> AsyncIterator[SecureNats]:
+    server = SecureNats(tmp_path / "nats", load_policy(policy_file)).start()
+    try:
+        yield server
+    finally:
+        await server.close()
+
+
+def _publish_allow(users: list[NatsUser], identity: str) -> tuple[str, ...]:
+    return next(u for u in users if u.identity == identity).permissions.publish
+
+
+def _without(identity: str, *subjects: str) -> Callable[[list[NatsUser]], list[NatsUser]]:
+    """Edit: take ``subjects`` away from ``identity``'s publish permissions."""
+
+    def edit(users: list[NatsUser]) -> list[NatsUser]:
+        out = []
+        for user in users:
+            if user.identity == identity:
+                allowed = tuple(s for s in user.permissions.publish if s not in subjects)
+                assert len(allowed) == len(user.permissions.publish) - len(subjects)
+                permissions = msgspec.structs.replace(user.permissions, publish=allowed)
+                user = msgspec.structs.replace(user, permissions=permissions)
+            out.append(user)
+        return out
+
+    return edit
+
+
+# -- the generated block -----------------------------------------------------------------------
+
+
+def test_generated_authorization_is_valid_and_least_privilege(
+    tmp_path: Path, policy_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    users = nats_users(load_policy(policy_file), TOPOLOGY)
+    assert [u.identity for u in users] == list(IDENTITIES)
+    for user in users:
+        monkeypatch.setenv(password_env(user.identity), f"pw-{user.identity}")
+    conf = tmp_path / "nats.conf"
+    conf.write_text("port: -1\n" + authorization_config(users))
+    result = subprocess.run(
+        [str(nats_server_binary()), "-c", str(conf), "-t"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    for user in users:
+        allowed = user.permissions.publish
+        assert ">" not in allowed
+        assert not [s for s in allowed if s.startswith("gitstore.events.")], user.identity
+        assert not [s for s in allowed if ".DELETE." in s], user.identity
+        purges = [s for s in allowed if ".PURGE." in s]
+        assert purges == (
+            ["$JS.API.STREAM.PURGE.OBJ_gitstore-modules"] if user.identity == PROVISIONER else []
+        )
+        assert all(s.startswith(f"_INBOX_{user.identity}.") or user.identity in ROLES for s in user.permissions.subscribe)  # fmt: skip
+    compiler = _publish_allow(users, MARKDOWN_COMPILER)
+    assert "gitstore.validation.markdown.compile" in compiler
+    assert "gitstore.validation.catalog.enrich" not in compiler
+    assert "gitstore.tasks.markdown.compile" not in compiler
+    assert "gitstore.tasks.catalog.enrich" in compiler
+    planner = _publish_allow(users, PLANNER)
+    assert not [s for s in planner if s.startswith("gitstore.validation.")]
+
+
+def test_policy_nats_config_command(policy_file: Path) -> None:
+    from .test_guardrails_policy import _cli  # noqa: PLC0415
+
+    code, out = _cli("policy", "nats-config", str(policy_file), "--json", "--role", "enricher")
+    assert code == 0
+    generated = json.loads(out)
+    assert sorted(generated) == ["enricher", "provisioner", "status-probe"]
+    assert "gitstore.validation.catalog.enrich" in generated["enricher"]["permissions"]["publish"]["allow"]  # fmt: skip
+    code, out = _cli("policy", "nats-config", str(policy_file), "--password", "planner=$2a$11$abc")
+    assert code == 0
+    assert 'user: "planner", password: "$2a$11$abc"' in out
+    assert "password: $GITSTORE_NATS_PASSWORD_ENRICHER" in out
+
+
+async def test_passwords_come_from_the_servers_environment(
+    tmp_path: Path, policy_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    users = nats_users(load_policy(policy_file), TOPOLOGY)
+    for user in users:
+        monkeypatch.setenv(password_env(user.identity), f"env-{user.identity}")
+    server = NatsServer(tmp_path / "nats", extra_config=authorization_config(users)).start()
+    try:
+        nc = await nats.connect(
+            server.url, user=PLANNER, password="env-planner", inbox_prefix="_INBOX_planner"
+        )
+        assert nc.is_connected
+        await nc.close()
+    finally:
+        server.stop()
+
+
+# -- workers under the generated permissions ----------------------------------------------------
+
+
+async def test_each_role_runs_the_success_path_with_its_own_credentials(
+    secure: SecureNats, policy_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A fresh module cache: the enricher fetches its module from the object store by digest.
+    monkeypatch.setenv("GITSTORE_MODULE_CACHE", str(tmp_path / "cache"))
+    enrich = module_digest(reference_module_path("catalog-enrich").read_bytes())
+    modules = {"catalog.enrich": enrich}
+    await secure.provision(secure.config_for(policy_file, PROVISIONER, modules=modules))
+    configs = [(secure.config_for(policy_file, role, modules=modules), [role]) for role in ROLES]
+    js = await secure.admin_js()
+    async with serving(configs) as runtimes:
+        await publish_event(js, TOPOLOGY, make_event(1))
+        results = await eventually(
+            lambda: validation_requests(js, TOPOLOGY),
+            lambda found: len(found) == 3,
+            what="compile, enrich and extension results",
+        )
+        assert sorted(r.kind for r in results) == ["catalog.enrich", "extension.run", "markdown.compile"]  # fmt: skip
+        assert await diagnostics(js, TOPOLOGY) == []
+        assert [r.violations.total for r in runtimes] == [0, 0, 0, 0]
+
+
+async def test_role_credentials_cannot_publish_around_validation(
+    secure: SecureNats, policy_file: Path
+) -> None:
+    await secure.provision(secure.config_for(policy_file, PROVISIONER))
+    js = await secure.admin_js()
+    await publish_event(js, TOPOLOGY, make_event(1))
+    await js.publish("gitstore.validation.markdown.compile", b"{}")
+    before = {s: (await js.stream_info(s)).state.messages for s in ("GITSTORE_EVENTS", "GITSTORE_VALIDATION", "GITSTORE_TASKS")}  # fmt: skip
+    forged = {
+        # the control plane's subjects: a forged git event, catalog writes
+        "gitstore.events.git.push." + REPOSITORY,
+        "catalog.products.admit",
+        "gitstore.catalog.update",
+        # stream and consumer management
+        "$JS.API.STREAM.DELETE.GITSTORE_VALIDATION",
+        "$JS.API.STREAM.PURGE.GITSTORE_VALIDATION",
+        "$JS.API.STREAM.MSG.DELETE.GITSTORE_EVENTS",
+        "$JS.API.CONSUMER.DELETE.GITSTORE_TASKS.markdown-compiler",
+        "$JS.API.STREAM.CREATE.SHADOW",
+        "$JS.API.STREAM.UPDATE.GITSTORE_VALIDATION",
+        # the modules store (a worker only reads it)
+        "$O.gitstore-modules.C.forged",
+    }
+    other_roles = {
+        PLANNER: ["gitstore.validation.markdown.compile", "gitstore.tasks.catalog.enrich"],
+        MARKDOWN_COMPILER: [
+            "gitstore.validation.catalog.enrich",
+            "gitstore.tasks.markdown.compile",
+            "gitstore.failures.git.push",
+            # another consumer's deliveries (acks name stream and durable)
+            "$JS.ACK.GITSTORE_TASKS.enricher.1.1.1.1.0",
+        ],
+        ENRICHER: ["gitstore.validation.markdown.compile", "gitstore.tasks.extension.run"],
+        EXTENSION_RUNNER: ["gitstore.validation.catalog.enrich", "gitstore.dlq.markdown.compile"],
+    }
+    identities = {}
+    for role in ROLES:
+        errors: list[str] = []
+        nc = await secure.connect(role, errors)
+        for subject in sorted(forged) + other_roles[role]:
+            await nc.publish(subject, b'{"forged": true}')
+        # Reading what others publish, or another identity's replies, is refused too.
+        await nc.subscribe("gitstore.validation.>")
+        await nc.subscribe("_INBOX_provisioner.>")
+        await nc.flush()
+        identities[role] = errors
+    for role, errors in identities.items():
+        expected = [f'publish to "{s}"' for s in sorted(forged) + other_roles[role]]
+        expected += ['subscription to "gitstore.validation.>"', 'subscription to "_INBOX_provisioner.>"']  # fmt: skip
+
+        async def seen(errors: list[str] = errors) -> list[str]:
+            return errors
+
+        await eventually(
+            seen,
+            lambda errors, expected=expected: all(
+                any(e in error.lower() for error in errors) for e in (x.lower() for x in expected)
+            ),
+            what=f"the server to refuse every forged operation of {role}",
+        )
+    # Refused means not done: nothing was stored, deleted or purged.
+    after = {s: (await js.stream_info(s)).state.messages for s in before}
+    assert after == before
+    assert "SHADOW" not in [s async for s in _stream_names(js)]
+
+
+async def _stream_names(js: object) -> AsyncIterator[str]:
+    for name in await js.streams_info():  # type: ignore[attr-defined]
+        yield name.config.name
+
+
+async def test_output_for_a_path_outside_the_pattern_is_rejected(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    compiled = {
+        "body": {"type": "root", "children": []},
+        "resource": {
+            "apiVersion": "catalog.gitstore.dev/v1beta1",
+            "kind": "Product",
+            "metadata": {"name": "leak", "namespace": "test"},
+            "spec": {},
+        },
+        "source": {"path": "secrets/leak.md"},
+    }
+    wasm = text_module(canonical_json(compiled).decode())
+    module = write_module(tmp_path, "leaky", wasm)
+    policy_file = write_policy(
+        tmp_path,
+        BASE_POLICY.replace(
+            "modules: {reference: [markdown-compile]}",
+            f"modules: {{digests: ['{module_digest(wasm)}']}}",
+        ),
+    )
+    secure = SecureNats(tmp_path / "nats", load_policy(policy_file)).start()
+    try:
+        config = secure.config_for(
+            policy_file, MARKDOWN_COMPILER, modules={MARKDOWN_COMPILE: module}
+        )
+        await secure.provision(secure.config_for(policy_file, PROVISIONER))
+        js = await secure.admin_js()
+        configs = [(secure.config_for(policy_file, PLANNER, modules={MARKDOWN_COMPILE: module}), [PLANNER]), (config, [MARKDOWN_COMPILER])]  # fmt: skip
+        async with serving(configs):
+            await publish_event(js, TOPOLOGY, make_event(2))
+            (diagnostic,) = await eventually(
+                lambda: diagnostics(js, TOPOLOGY),
+                lambda found: len(found) == 1,
+                what="the output-check diagnostic",
+            )
+            assert (diagnostic.stage, diagnostic.code) == (Stage.OUTPUT_CHECK, "output-path-not-allowed")  # fmt: skip
+            assert "secrets/leak.md" in diagnostic.message
+            assert await validation_requests(js, TOPOLOGY) == []
+            # No follow-ups either: the refused output never left the worker.
+            assert (await js.stream_info("GITSTORE_TASKS")).state.messages == 1
+    finally:
+        await secure.close()
+
+
+async def test_a_task_asking_for_more_fuel_than_the_ceiling_is_refused_before_running(
+    secure: SecureNats, policy_file: Path
+) -> None:
+    await secure.provision(secure.config_for(policy_file, PROVISIONER))
+    js = await secure.admin_js()
+    event = make_event(3)
+    (task,) = plan_tasks(event, event.event_id, {MARKDOWN_COMPILE: COMPILE_DIGEST}, {MARKDOWN_COMPILE: Limits(fuel=10**11, timeout_ms=1000)})  # fmt: skip
+    observer = LogObserver()
+    config = secure.config_for(policy_file, MARKDOWN_COMPILER)
+    async with serving([(config, [MARKDOWN_COMPILER])], observer=observer) as (runtime,):
+        await js.publish(
+            TOPOLOGY.subjects.task(MARKDOWN_COMPILE),
+            canonical_json(task),
+            headers={headers.MSG_ID: task.idempotency_key},
+        )
+        (diagnostic,) = await eventually(
+            lambda: diagnostics(js, TOPOLOGY), lambda found: len(found) == 1, what="the refusal"
+        )
+        assert (diagnostic.stage, diagnostic.code) == (Stage.ADMISSION, "limits-over-ceiling")
+        assert "limits.fuel=100000000000" in diagnostic.message
+        assert "ceilings.fuel=1000000000" in diagnostic.message
+        # Refused before running: nothing executed, nothing claimed in the ledger.
+        assert observer.total(AuditDecision.EXECUTED) == 0
+        assert runtime.ledger is not None
+        assert await runtime.ledger.get(task.idempotency_key) is None
+        assert await validation_requests(js, TOPOLOGY) == []
+
+
+# -- the server refusing a publish ------------------------------------------------------------
+
+
+async def test_a_publish_the_server_refuses_ends_in_a_diagnostic(
+    tmp_path: Path, policy_file: Path
+) -> None:
+    # The server's permissions disagree with the policy: no validation subject for the compiler.
+    edit = _without(MARKDOWN_COMPILER, "gitstore.validation.markdown.compile")
+    secure = SecureNats(tmp_path / "nats", load_policy(policy_file), edit=edit).start()
+    try:
+        await secure.provision(secure.config_for(policy_file, PROVISIONER))
+        js = await secure.admin_js()
+        observer = LogObserver()
+        configs = [
+            (secure.config_for(policy_file, PLANNER), [PLANNER]),
+            (secure.config_for(policy_file, MARKDOWN_COMPILER), [MARKDOWN_COMPILER]),
+        ]
+        with structlog.testing.capture_logs() as logs:
+            async with serving(configs, observer=observer) as (_, compiler):
+                await publish_event(js, TOPOLOGY, make_event(4))
+                (diagnostic,) = await eventually(
+                    lambda: diagnostics(js, TOPOLOGY),
+                    lambda found: len(found) == 1,
+                    what="the publish-permission-denied diagnostic",
+                )
+                assert (diagnostic.stage, diagnostic.code) == (Stage.PUBLISH, "publish-permission-denied")  # fmt: skip
+                assert "gitstore.validation.markdown.compile" in diagnostic.message
+                assert diagnostic.retryable is False
+                assert await validation_requests(js, TOPOLOGY) == []
+                # Counted, logged, and reported to the observer (audit records, issue 7).
+                assert compiler.violations.counts["publish"] >= 1
+                assert observer.total(AuditDecision.FAILED, "publish-permission-denied") == 1
+                # The deployment is at fault, not the task: its claim is released, so a
+                # requeue or replay after fixing the permissions runs it again.
+                assert compiler.ledger is not None
+                assert diagnostic.idempotency_key is not None
+                found = await compiler.ledger.get(diagnostic.idempotency_key)
+                assert found is not None
+                assert found[0].state is RunState.RETRYING
+        refused = [e for e in logs if e.get("code") == "publish-permission-denied" and e["log_level"] == "error"]  # fmt: skip
+        assert refused
+        assert refused[0]["subject"] == "gitstore.validation.markdown.compile"
+    finally:
+        await secure.close()
+
+
+async def test_when_even_the_diagnostic_is_refused_the_task_is_dead_lettered(
+    tmp_path: Path, policy_file: Path
+) -> None:
+    edit = _without(
+        MARKDOWN_COMPILER,
+        "gitstore.validation.markdown.compile",
+        "gitstore.failures.markdown.compile",
+    )
+    secure = SecureNats(tmp_path / "nats", load_policy(policy_file), edit=edit).start()
+    try:
+        await secure.provision(secure.config_for(policy_file, PROVISIONER))
+        js = await secure.admin_js()
+        observer = LogObserver()
+        configs = [
+            (secure.config_for(policy_file, PLANNER), [PLANNER]),
+            (secure.config_for(policy_file, MARKDOWN_COMPILER), [MARKDOWN_COMPILER]),
+        ]
+        async with serving(configs, observer=observer):
+            await publish_event(js, TOPOLOGY, make_event(5))
+            (entry,) = await eventually(
+                lambda: list_dead_letters(js, TOPOLOGY),
+                lambda entries: len(entries) == 1,
+                timeout_s=30,
+                what="the dead letter after max_deliver attempts",
+            )
+            # Bounded: exactly max_deliver (2) attempts, each retried loudly, then quarantined.
+            assert entry.letter.attempts == 2
+            assert "publish-permission-denied" in entry.letter.last_error
+            retried = observer.total(AuditDecision.RETRIED, "publish-permission-denied")
+            assert retried == 2
+            info = await js.consumer_info("GITSTORE_TASKS", MARKDOWN_COMPILER)
+            assert (info.num_pending, info.num_ack_pending) == (0, 0)
+            assert await validation_requests(js, TOPOLOGY) == []
+            assert await diagnostics(js, TOPOLOGY) == []
+            await asyncio.sleep(0)  # nothing further is scheduled: no silent loop
+    finally:
+        await secure.close()
