@@ -59,11 +59,23 @@ def test_a_task_within_the_policy_is_admitted(policy: Policy) -> None:
         ({"module_digest": ENRICH}, "module-not-allowed", ENRICH),
         ({"path": "secrets/keys.md"}, "path-not-allowed", "roles.markdown-compiler.paths"),
         ({"path": "products/readme.txt"}, "path-not-allowed", "products/**/*.md"),
-        ({"limits": Limits(fuel=10**12, timeout_ms=2000)}, "limits-over-ceiling", "ceilings.fuel=1000000000"),
-        ({"limits": Limits(fuel=10, timeout_ms=3000)}, "limits-over-ceiling", "ceilings.timeout_ms=2000"),
-        ({"limits": Limits(fuel=10, timeout_ms=10, memory_bytes=65 * 2**20)}, "limits-over-ceiling", "ceilings.memory_bytes"),
+        (
+            {"limits": Limits(fuel=10**12, timeout_ms=2000)},
+            "limits-over-ceiling",
+            "ceilings.fuel=1000000000",
+        ),
+        (
+            {"limits": Limits(fuel=10, timeout_ms=3000)},
+            "limits-over-ceiling",
+            "ceilings.timeout_ms=2000",
+        ),
+        (
+            {"limits": Limits(fuel=10, timeout_ms=10, memory_bytes=65 * 2**20)},
+            "limits-over-ceiling",
+            "ceilings.memory_bytes",
+        ),
     ],
-)  # fmt: skip
+)
 def test_admission_refusals(policy: Policy, changes: dict[str, Any], code: str, names: str) -> None:
     refusal = _admission(policy).admit(_task(**changes))
     assert refusal is not None
@@ -138,16 +150,32 @@ _DELETE = object()
         ({"compiled": {}}, "output-schema-invalid", "missing required field `body`"),
         (_edit(("resource", "metadata"), _DELETE), "output-schema-invalid", "`$.resource`"),
         (_edit(("body", "type"), "paragraph"), "output-schema-invalid", "body.type"),
-        (_edit(("source", "path"), "secrets/keys.md"), "output-path-not-allowed", "source.path='secrets/keys.md'"),
+        (
+            _edit(("source", "path"), "secrets/keys.md"),
+            "output-path-not-allowed",
+            "source.path='secrets/keys.md'",
+        ),
         (_edit(("source", "path"), "products/other.md"), "output-path-mismatch", "task's path"),
         (_edit(("resource", "kind"), "Order"), "result-kind-not-allowed", "resource.kind='Order'"),
-        (_edit(("resource", "status"), {"phase": "Admitted"}), "output-claims-status", "$.resource.status"),
+        (
+            _edit(("resource", "status"), {"phase": "Admitted"}),
+            "output-claims-status",
+            "$.resource.status",
+        ),
         (_edit(("resource", "approved"), True), "output-claims-status", "$.resource.approved"),
         (_edit(("admission",), {"allowed": True}), "output-claims-status", "$.admission"),
-        (_edit(("resource", "metadata", "annotations"), {"gitstore.dev/approved": "true"}), "output-claims-status", "annotations[gitstore.dev/approved]"),
-        (_edit(("resource", "metadata", "labels"), {"admitted": "yes"}), "output-claims-status", "labels[admitted]"),
+        (
+            _edit(("resource", "metadata", "annotations"), {"gitstore.dev/approved": "true"}),
+            "output-claims-status",
+            "annotations[gitstore.dev/approved]",
+        ),
+        (
+            _edit(("resource", "metadata", "labels"), {"admitted": "yes"}),
+            "output-claims-status",
+            "labels[admitted]",
+        ),
     ],
-)  # fmt: skip
+)
 def test_output_check_refusals(policy: Policy, output: Any, code: str, names: str) -> None:
     refusal = _check(policy, output)
     assert refusal is not None, output
@@ -173,8 +201,10 @@ def test_a_status_claim_is_found_on_a_resource_nested_anywhere(policy: Policy) -
 
 def test_output_size_is_bounded_by_the_role_and_the_global_cap(policy: Policy) -> None:
     small = parse_policy(
-        BASE_POLICY.replace("timeout_ms: 2000}\n    paths", "timeout_ms: 2000, output_bytes: 1024}\n    paths", 1).encode()
-    )  # fmt: skip
+        BASE_POLICY.replace(
+            "timeout_ms: 2000}\n    paths", "timeout_ms: 2000, output_bytes: 1024}\n    paths", 1
+        ).encode()
+    )
     refusal = _check(small, _compiled())
     assert refusal is not None
     assert refusal.code == "output-too-large"

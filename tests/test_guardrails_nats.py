@@ -35,7 +35,6 @@ from gitstore_agents.guardrails import (
     IDENTITIES,
     PROVISIONER,
     NatsUser,
-    Permissions,
     authorization_config,
     load_policy,
     nats_users,
@@ -87,8 +86,9 @@ def _without(identity: str, *subjects: str) -> Callable[[list[NatsUser]], list[N
                 allowed = tuple(s for s in user.permissions.publish if s not in subjects)
                 assert len(allowed) == len(user.permissions.publish) - len(subjects)
                 permissions = msgspec.structs.replace(user.permissions, publish=allowed)
-                user = msgspec.structs.replace(user, permissions=permissions)
-            out.append(user)
+                out.append(msgspec.structs.replace(user, permissions=permissions))
+            else:
+                out.append(user)
         return out
 
     return edit
@@ -122,7 +122,10 @@ def test_generated_authorization_is_valid_and_least_privilege(
         assert purges == (
             ["$JS.API.STREAM.PURGE.OBJ_gitstore-modules"] if user.identity == PROVISIONER else []
         )
-        assert all(s.startswith(f"_INBOX_{user.identity}.") or user.identity in ROLES for s in user.permissions.subscribe)  # fmt: skip
+        assert all(
+            s.startswith(f"_INBOX_{user.identity}.") or user.identity in ROLES
+            for s in user.permissions.subscribe
+        )
     compiler = _publish_allow(users, MARKDOWN_COMPILER)
     assert "gitstore.validation.markdown.compile" in compiler
     assert "gitstore.validation.catalog.enrich" not in compiler
@@ -139,7 +142,10 @@ def test_policy_nats_config_command(policy_file: Path) -> None:
     assert code == 0
     generated = json.loads(out)
     assert sorted(generated) == ["enricher", "provisioner", "status-probe"]
-    assert "gitstore.validation.catalog.enrich" in generated["enricher"]["permissions"]["publish"]["allow"]  # fmt: skip
+    assert (
+        "gitstore.validation.catalog.enrich"
+        in generated["enricher"]["permissions"]["publish"]["allow"]
+    )
     code, out = _cli("policy", "nats-config", str(policy_file), "--password", "planner=$2a$11$abc")
     assert code == 0
     assert 'user: "planner", password: "$2a$11$abc"' in out
@@ -183,7 +189,11 @@ async def test_each_role_runs_the_success_path_with_its_own_credentials(
             lambda found: len(found) == 3,
             what="compile, enrich and extension results",
         )
-        assert sorted(r.kind for r in results) == ["catalog.enrich", "extension.run", "markdown.compile"]  # fmt: skip
+        assert sorted(r.kind for r in results) == [
+            "catalog.enrich",
+            "extension.run",
+            "markdown.compile",
+        ]
         assert await diagnostics(js, TOPOLOGY) == []
         assert [r.violations.total for r in runtimes] == [0, 0, 0, 0]
 
@@ -195,7 +205,10 @@ async def test_role_credentials_cannot_publish_around_validation(
     js = await secure.admin_js()
     await publish_event(js, TOPOLOGY, make_event(1))
     await js.publish("gitstore.validation.markdown.compile", b"{}")
-    before = {s: (await js.stream_info(s)).state.messages for s in ("GITSTORE_EVENTS", "GITSTORE_VALIDATION", "GITSTORE_TASKS")}  # fmt: skip
+    before = {
+        s: (await js.stream_info(s)).state.messages
+        for s in ("GITSTORE_EVENTS", "GITSTORE_VALIDATION", "GITSTORE_TASKS")
+    }
     forged = {
         # the control plane's subjects: a forged git event, catalog writes
         "gitstore.events.git.push." + REPOSITORY,
@@ -236,7 +249,10 @@ async def test_role_credentials_cannot_publish_around_validation(
         identities[role] = errors
     for role, errors in identities.items():
         expected = [f'publish to "{s}"' for s in sorted(forged) + other_roles[role]]
-        expected += ['subscription to "gitstore.validation.>"', 'subscription to "_INBOX_provisioner.>"']  # fmt: skip
+        expected += [
+            'subscription to "gitstore.validation.>"',
+            'subscription to "_INBOX_provisioner.>"',
+        ]
 
         async def seen(errors: list[str] = errors) -> list[str]:
             return errors
@@ -288,7 +304,13 @@ async def test_output_for_a_path_outside_the_pattern_is_rejected(
         )
         await secure.provision(secure.config_for(policy_file, PROVISIONER))
         js = await secure.admin_js()
-        configs = [(secure.config_for(policy_file, PLANNER, modules={MARKDOWN_COMPILE: module}), [PLANNER]), (config, [MARKDOWN_COMPILER])]  # fmt: skip
+        configs = [
+            (
+                secure.config_for(policy_file, PLANNER, modules={MARKDOWN_COMPILE: module}),
+                [PLANNER],
+            ),
+            (config, [MARKDOWN_COMPILER]),
+        ]
         async with serving(configs):
             await publish_event(js, TOPOLOGY, make_event(2))
             (diagnostic,) = await eventually(
@@ -296,7 +318,10 @@ async def test_output_for_a_path_outside_the_pattern_is_rejected(
                 lambda found: len(found) == 1,
                 what="the output-check diagnostic",
             )
-            assert (diagnostic.stage, diagnostic.code) == (Stage.OUTPUT_CHECK, "output-path-not-allowed")  # fmt: skip
+            assert (diagnostic.stage, diagnostic.code) == (
+                Stage.OUTPUT_CHECK,
+                "output-path-not-allowed",
+            )
             assert "secrets/leak.md" in diagnostic.message
             assert await validation_requests(js, TOPOLOGY) == []
             # No follow-ups either: the refused output never left the worker.
@@ -311,7 +336,12 @@ async def test_a_task_asking_for_more_fuel_than_the_ceiling_is_refused_before_ru
     await secure.provision(secure.config_for(policy_file, PROVISIONER))
     js = await secure.admin_js()
     event = make_event(3)
-    (task,) = plan_tasks(event, event.event_id, {MARKDOWN_COMPILE: COMPILE_DIGEST}, {MARKDOWN_COMPILE: Limits(fuel=10**11, timeout_ms=1000)})  # fmt: skip
+    (task,) = plan_tasks(
+        event,
+        event.event_id,
+        {MARKDOWN_COMPILE: COMPILE_DIGEST},
+        {MARKDOWN_COMPILE: Limits(fuel=10**11, timeout_ms=1000)},
+    )
     observer = LogObserver()
     config = secure.config_for(policy_file, MARKDOWN_COMPILER)
     async with serving([(config, [MARKDOWN_COMPILER])], observer=observer) as (runtime,):
@@ -358,7 +388,10 @@ async def test_a_publish_the_server_refuses_ends_in_a_diagnostic(
                     lambda found: len(found) == 1,
                     what="the publish-permission-denied diagnostic",
                 )
-                assert (diagnostic.stage, diagnostic.code) == (Stage.PUBLISH, "publish-permission-denied")  # fmt: skip
+                assert (diagnostic.stage, diagnostic.code) == (
+                    Stage.PUBLISH,
+                    "publish-permission-denied",
+                )
                 assert "gitstore.validation.markdown.compile" in diagnostic.message
                 assert diagnostic.retryable is False
                 assert await validation_requests(js, TOPOLOGY) == []
@@ -372,7 +405,11 @@ async def test_a_publish_the_server_refuses_ends_in_a_diagnostic(
                 found = await compiler.ledger.get(diagnostic.idempotency_key)
                 assert found is not None
                 assert found[0].state is RunState.RETRYING
-        refused = [e for e in logs if e.get("code") == "publish-permission-denied" and e["log_level"] == "error"]  # fmt: skip
+        refused = [
+            e
+            for e in logs
+            if e.get("code") == "publish-permission-denied" and e["log_level"] == "error"
+        ]
         assert refused
         assert refused[0]["subject"] == "gitstore.validation.markdown.compile"
     finally:

@@ -172,14 +172,18 @@ def test_a_bad_digest_file_names_its_line(
 @pytest.mark.parametrize(
     ("pattern", "matching", "other"),
     [
-        ("products/**/*.md", ["products/a.md", "products/x/y/b.md"], ["products.md", "x/products/a.md", "products/a.mdx"]),
+        (
+            "products/**/*.md",
+            ["products/a.md", "products/x/y/b.md"],
+            ["products.md", "x/products/a.md", "products/a.mdx"],
+        ),
         ("products/*.md", ["products/a.md"], ["products/x/a.md"]),
         ("**", ["a", "a/b/c.md"], []),
         ("**/*.md", ["a.md", "a/b.md"], ["a.txt"]),
         ("catalog/?.md", ["catalog/a.md"], ["catalog/ab.md", "catalog/.md"]),
         ("products/**", ["products/a", "products/a/b"], ["productsx/a", "products"]),
     ],
-)  # fmt: skip
+)
 def test_path_patterns(pattern: str, matching: list[str], other: list[str]) -> None:
     patterns = PathPatterns([pattern])
     assert all(patterns.allows(p) for p in matching)
@@ -209,13 +213,31 @@ def test_the_default_policy_allows_exactly_what_the_config_runs(tmp_path: Path) 
 @pytest.mark.parametrize(
     ("policy_text", "expected"),
     [
-        (BASE_POLICY.replace("subject_prefix: gitstore", "subject_prefix: other"), "topology.prefix"),
-        (BASE_POLICY.replace("[catalog.enrich, extension.run]", "[catalog.enrich]"), "publishes 'extension.run' tasks"),
-        (BASE_POLICY.replace("fuel: 1000000000, timeout_ms: 2000}\n    paths: [\"products/**/*.md\"]\n  extension", "fuel: 10, timeout_ms: 2000}\n    paths: [\"products/**/*.md\"]\n  extension"), "limits.fuel=1000000000 is over"),
-        (BASE_POLICY.replace("    kinds: [extension.run]\n", ""), "roles.extension-runner.kinds.extension.run"),
-        (BASE_POLICY.split("  extension-runner:")[0], "role 'extension-runner' is not in the policy"),
+        (
+            BASE_POLICY.replace("subject_prefix: gitstore", "subject_prefix: other"),
+            "topology.prefix",
+        ),
+        (
+            BASE_POLICY.replace("[catalog.enrich, extension.run]", "[catalog.enrich]"),
+            "publishes 'extension.run' tasks",
+        ),
+        (
+            BASE_POLICY.replace(
+                'fuel: 1000000000, timeout_ms: 2000}\n    paths: ["products/**/*.md"]\n  extension',
+                'fuel: 10, timeout_ms: 2000}\n    paths: ["products/**/*.md"]\n  extension',
+            ),
+            "limits.fuel=1000000000 is over",
+        ),
+        (
+            BASE_POLICY.replace("    kinds: [extension.run]\n", ""),
+            "roles.extension-runner.kinds.extension.run",
+        ),
+        (
+            BASE_POLICY.split("  extension-runner:")[0],
+            "role 'extension-runner' is not in the policy",
+        ),
     ],
-)  # fmt: skip
+)
 def test_a_runtime_refuses_a_config_the_policy_does_not_grant(
     policy_text: str, expected: str, tmp_path: Path
 ) -> None:

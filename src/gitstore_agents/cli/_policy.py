@@ -149,7 +149,7 @@ def run_nats_config(args: argparse.Namespace) -> int:
 def _table(policy: Policy) -> str:
     header = ("role", "kinds", "modules", "fuel", "timeout_ms", "memory_bytes", "output_bytes",
               "paths", "result kinds", "publishes tasks")  # fmt: skip
-    rows = [header]
+    rows: list[tuple[str, ...]] = [header]
     details: list[str] = []
     for name, rules in ordered_roles(policy).items():
         if rules.modules is None:
@@ -159,18 +159,18 @@ def _table(policy: Policy) -> str:
             others = len(rules.modules) - len(named)
             modules = ", ".join([*named, *([f"{others} digest(s)"] if others else [])]) or "-"
         # The planner runs nothing: ceilings do not apply to it.
-        ceilings = (
-            [rules.ceilings.fuel, rules.ceilings.timeout_ms, rules.ceilings.memory_bytes]
-            + [policy.output_bytes(rules)]
-            if rules.kinds
-            else ["-"] * 4
-        )
+        ceilings = [
+            rules.ceilings.fuel,
+            rules.ceilings.timeout_ms,
+            rules.ceilings.memory_bytes,
+            policy.output_bytes(rules),
+        ]
         rows.append(
             (
                 name,
                 ", ".join(rules.kinds) or "-",
                 modules if rules.kinds else "-",
-                *(str(c) for c in ceilings),
+                *(str(c) if rules.kinds else "-" for c in ceilings),
                 ", ".join(rules.paths.patterns) or "-",
                 ", ".join(rules.result_kinds) or "-",
                 ", ".join(rules.publishes_tasks) or "-",
