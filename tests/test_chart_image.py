@@ -127,7 +127,7 @@ def test_runtime_writes_only_where_the_chart_mounts_scratch_volumes() -> None:
     assert env["HOME"] == "/tmp"
     assert env["XDG_CACHE_HOME"].startswith("/tmp/")
     assert env["PYTHONDONTWRITEBYTECODE"] == "1"
-    assert env["GITSTORE_MODULE_CACHE_DIR"] == "/var/cache/gitstore-agents"
+    assert env["GITSTORE_MODULE_CACHE"] == "/var/cache/gitstore-agents"
     assert "/opt/gitstore-agents/bin" in env["PATH"].split(":")
     deployment = (CHART_DIR / "templates" / "_helpers.tpl").read_text()
     assert "mountPath: /var/cache/gitstore-agents" in deployment

@@ -6,10 +6,12 @@ chart renders."""
 from __future__ import annotations
 
 import base64
+import io
+import json
 import subprocess
-import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +23,18 @@ from nats.aio.client import Client
 from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 from nats.js.errors import Error as JetStreamError
 
+from gitstore_agents.cli import main
 from gitstore_agents.embedded import NatsServer, nats_server_binary
 
-from .chart_support import CHART_DIR, RELEASE, Rendered, render
+from .chart_support import (
+    CHART_DIR,
+    RELEASE,
+    ROLES,
+    Rendered,
+    load_value_set,
+    merged_values,
+    render,
+)
 from .support import eventually
 
 REFUSED_WITHIN_S = 0.5
@@ -198,8 +209,8 @@ async def test_each_identity_can_do_its_work_and_nothing_more(
     ack = await compiler.js.publish("gitstore.validation.markdown.compile", b"result")
     assert ack.stream == "GITSTORE_VALIDATION"
     await msg.ack_sync()
-    # Not a task kind it may follow up with, not another role's validation subject.
-    for subject in ("gitstore.tasks.catalog.enrich", "gitstore.validation.catalog.enrich"):
+    # Not a task kind it may publish, not another role's validation subject.
+    for subject in ("gitstore.tasks.markdown.compile", "gitstore.validation.catalog.enrich"):
         with pytest.raises(nats.errors.TimeoutError):
             await compiler.js.publish(subject, b"forged")
         await compiler.refused(subject)
@@ -211,28 +222,55 @@ async def test_each_identity_can_do_its_work_and_nothing_more(
     await compiler.refused("_INBOX_planner.>")
 
 
-def _policy_nats_config_exists() -> bool:
-    result = subprocess.run(
-        [sys.executable, "-m", "gitstore_agents", "policy", "nats-config", "--help"],
-        capture_output=True,
-        check=False,
-    )
-    return result.returncode == 0
+COMPARED_SETS = {
+    "all-in-one": {},
+    "policy": load_value_set("policy"),
+    "without-enricher": {"roles": {"enricher": {"enabled": False}}},
+    "only-planner": {"roles": {r: {"enabled": r == "planner"} for r in ROLES}},
+}
 
 
-def test_authorization_matches_policy_nats_config() -> None:
-    """gitstore-agents.natsAuthorization must grant what `gitstore-agents policy nats-config`
-    generates for the same policy and roles (users' publish/subscribe allow lists; passwords
-    aside)."""
-    if not _policy_nats_config_exists():
-        pytest.skip(
-            "`gitstore-agents policy nats-config` does not exist yet (issue 6): compare its "
-            "output with the chart's gitstore-agents.natsAuthorization once it lands"
-        )
-    pytest.fail(
-        "`gitstore-agents policy nats-config` exists now: compare its per-user allow lists with "
-        "the chart's gitstore-agents.natsAuthorization here (render with nats.enabled=true)"
+@pytest.mark.parametrize("set_id", sorted(COMPARED_SETS))
+def test_authorization_matches_policy_nats_config(set_id: str, tmp_path: Path) -> None:
+    """gitstore-agents.natsAuthorization grants exactly what `gitstore-agents policy
+    nats-config` generates from the policy and configuration the chart renders."""
+    values = merged_values({**COMPARED_SETS[set_id], "nats": {"enabled": True}})
+    rendered = render({**COMPARED_SETS[set_id], "nats": {"enabled": True}})
+    conf, _ = _authorization(rendered)
+    users = yaml.safe_load(conf.split("authorization:", 1)[1])["users"]
+    identity_of = {c["user"]: identity for identity, c in values["nats"]["credentials"].items()}
+    chart = {identity_of[u["user"]]: u["permissions"] for u in users}
+
+    # What the workers read: the policy ConfigMap and a role's config file.
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        rendered.named("ConfigMap", f"{RELEASE}-gitstore-agents-policy")["data"]["policy.yaml"]
     )
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        rendered.named("ConfigMap", f"{RELEASE}-gitstore-agents-config")["data"][
+            "status-probe.yaml"
+        ]
+    )
+    enabled = [role for role in ROLES if values["roles"][role]["enabled"]]
+    args = ["policy", "nats-config", str(policy), "--config", str(config), "--json"]
+    for role in enabled:
+        args += ["--role", role]
+    out = io.StringIO()
+    with redirect_stdout(out):
+        assert main(args) == 0
+    generated = {k: v["permissions"] for k, v in json.loads(out.getvalue()).items()}
+
+    assert sorted(chart) == sorted(generated) == sorted([*enabled, "provisioner", "status-probe"])
+    for identity, permissions in generated.items():
+        rendered_permissions = chart[identity]
+        for direction in ("publish", "subscribe"):
+            allowed = rendered_permissions[direction]["allow"]
+            assert len(allowed) == len(set(allowed)), (identity, direction)
+            assert set(allowed) == set(permissions[direction]["allow"]), (identity, direction)
+        assert rendered_permissions.get("allow_responses", False) == permissions.get(
+            "allow_responses", False
+        ), identity
 
 
 def test_all_in_one_with_the_official_nats_chart() -> None:

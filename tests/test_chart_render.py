@@ -5,6 +5,7 @@ limits, scaling, labels). No cluster: Helm's engine runs in-process."""
 from __future__ import annotations
 
 import functools
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -160,7 +161,7 @@ def test_one_deployment_per_enabled_role(rendered: Rendered) -> None:
         ]
         env = {e["name"]: e for e in worker["env"]}
         assert env["GITSTORE_WORKER_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
-        assert env["GITSTORE_MODULE_CACHE_DIR"]["value"] == "/var/cache/gitstore-agents"
+        assert env["GITSTORE_MODULE_CACHE"]["value"] == "/var/cache/gitstore-agents"
         mounts = {m["mountPath"] for m in worker["volumeMounts"]}
         assert {"/tmp", "/var/cache/gitstore-agents", "/etc/gitstore-agents/policy"} <= mounts
 
@@ -183,8 +184,11 @@ def test_each_role_reads_its_own_config(rendered: Rendered) -> None:
     for role in enabled:
         spec = rendered.deployment(role)["spec"]["template"]["spec"]
         config = rendered.config_of(spec)
-        assert sorted(config["roles"]) == sorted(enabled)
+        # Every role's settings, enabled or not: a role reads the kinds it depends on there.
+        assert sorted(config["roles"]) == sorted(ROLES)
         assert config["roles"][role] == values["roles"][role]["config"]
+        # The hook Job provisions; role credentials could not.
+        assert config["provision_on_start"] is False
         # The inbox prefix is the only subscription the role's NATS user may read.
         assert config["nats"]["inbox_prefix"] == f"_INBOX_{role}"
         assert config["policy_file"] == "/etc/gitstore-agents/policy/policy.yaml"
@@ -362,7 +366,9 @@ def test_provisioning_runs_as_a_hook_job(rendered: Rendered) -> None:
     assert ("post-install" in phases) != bool(external_ready)
     assert "before-hook-creation" in annotations["helm.sh/hook-delete-policy"]
     (container,) = job["spec"]["template"]["spec"]["containers"]
-    assert container["args"] == ["provision", "--config", "/etc/gitstore-agents/config.yaml"]
+    roles = [arg for prev, arg in itertools.pairwise(container["args"]) if prev == "--role"]
+    assert container["args"][:3] == ["provision", "--config", "/etc/gitstore-agents/config.yaml"]
+    assert roles == _enabled_roles(values)
     config = rendered.config_of(job["spec"]["template"]["spec"])
     assert config["nats"]["inbox_prefix"] == "_INBOX_provisioner"
     # Its ConfigMap is a hook of the same phases, created first.

@@ -163,69 +163,108 @@ its own context (only .Release is shared with ours), so it depends on the releas
 {{- printf "%s-gitstore-agents-nats-auth" .Release.Name | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
+{{/* The JetStream names the workers use (their built-in topology: the chart sets only the
+prefix). Output JSON {events, tasks, advisories, streams: [every stream], ledger, modules,
+content}. When the worker's Topology.stream_configs() gains a stream, add it to `streams`. */}}
+{{- define "gitstore-agents.topologyNames" -}}
+{{- $streams := list "GITSTORE_EVENTS" "GITSTORE_TASKS" "GITSTORE_VALIDATION" "GITSTORE_FAILURES" "GITSTORE_ADVISORIES" }}
+{{- dict "events" "GITSTORE_EVENTS" "tasks" "GITSTORE_TASKS" "advisories" "GITSTORE_ADVISORIES" "streams" $streams "ledger" "gitstore-runs" "modules" "gitstore-modules" "content" "gitstore-content" | toJson }}
+{{- end }}
+
 {{/*
-gitstore-agents.natsAuthorization: the nats-server `authorization` block of the all-in-one
-install, one user per identity, least privilege.
+gitstore-agents.natsPermissions: each identity's nats-server permissions, derived from the policy.
 
-THIS MUST MATCH `gitstore-agents policy nats-config` (the package's generator of the same block
-from the policy). tests/test_chart_nats_permissions.py compares the two.
+THIS MUST EQUAL `gitstore-agents policy nats-config` (guardrails/_nats_auth.py, the source of
+truth) for the policy the chart renders: tests/test_chart_nats_permissions.py renders both and
+compares them for every value set. Output JSON {identity: {publish, subscribe, allow_responses}}
+for the enabled roles, provisioner and status-probe.
 
-Input: dict "root" $ "passwords" (dict identity -> plaintext). Passwords are stored as bcrypt
-hashes. Rules per role (prefix P, the role's task kinds K, its follow-up kinds F):
-  publish   P.validation.<k>, P.failures.<k>, P.dlq.<k> for k in K (the planner validates
-            nothing; its failures and dead letters use the kind git.push), P.audit.>, P.tasks.<f> for f in F, the JetStream API calls of its own
-            consumer (MSG.NEXT, CONSUMER.INFO, STREAM.INFO), acks ($JS.ACK.>), the run ledger
-            KV gitstore-runs, reads of the object stores gitstore-modules/gitstore-content
-            (the planner also writes gitstore-content: large task inputs);
-  subscribe its own inbox _INBOX_<role>.> and the status micro service's subjects.
+Per role R (prefix P, the policy's kinds K and publishes_tasks F of R):
+  publish   P.validation.<k>, P.failures.<k>, P.dlq.<k> for k in K (the planner: only failures
+            and dlq of git.push), P.tasks.<f> for f in F, P.audit.>; for its two consumers (its
+            input durable R, its dead-letter durable R-dead-letters on the advisories stream):
+            CONSUMER.MSG.NEXT, CONSUMER.INFO and acks $JS.ACK.<stream>.<durable>.> (also in the
+            v2 form $JS.ACK.*.*.<stream>.<durable>.>); STREAM.INFO of every stream and bucket;
+            STREAM.MSG.GET of its input stream (dead letters read the original); the ledger KV
+            (writes $KV.<ledger>.>, reads STREAM.MSG.GET); object store reads (STREAM.NAMES,
+            STREAM.MSG.GET, CONSUMER.CREATE, flow control $JS.FC) of the modules and content stores;
+  subscribe its inbox _INBOX_R.>, the status service's $SRV.> and P.status.>; allow_responses.
 Nothing else: no stream/consumer deletion, no purge, no other role's or the control plane's
 subjects.
 */}}
-{{- define "gitstore-agents.natsAuthorization" -}}
+{{- define "gitstore-agents.natsPermissions" -}}
 {{- $root := .root }}
 {{- $p := $root.Values.config.topology.prefix }}
-{{- $users := list }}
-{{- $kvRead := list "$JS.API.STREAM.INFO.KV_gitstore-runs" "$JS.API.STREAM.MSG.GET.KV_gitstore-runs" "$JS.API.DIRECT.GET.KV_gitstore-runs.>" }}
-{{- /* nats-py finds an object store's stream by subject (STREAM.NAMES) before reading chunks. */}}
-{{- $objRead := list "$JS.API.STREAM.NAMES" }}
-{{- range $bucket := list "gitstore-modules" "gitstore-content" }}
-{{- $s := printf "OBJ_%s" $bucket }}
-{{- $objRead = concat $objRead (list (printf "$JS.API.STREAM.INFO.%s" $s) (printf "$JS.API.STREAM.MSG.GET.%s" $s) (printf "$JS.API.DIRECT.GET.%s.>" $s) (printf "$JS.API.CONSUMER.CREATE.%s" $s) (printf "$JS.API.CONSUMER.CREATE.%s.>" $s) (printf "$JS.FC.%s.>" $s)) }}
-{{- end }}
+{{- $t := include "gitstore-agents.topologyNames" $root | fromJson }}
+{{- $api := "$JS.API" }}
+{{- $ledger := printf "KV_%s" $t.ledger }}
+{{- $objects := list (printf "OBJ_%s" $t.modules) (printf "OBJ_%s" $t.content) }}
+{{- $allStreams := concat $t.streams (list $ledger) $objects }}
+{{- $out := dict }}
 {{- range $role := include "gitstore-agents.enabledRoles" $root | fromJsonArray }}
-{{- $cfg := (get $root.Values.roles $role).config }}
-{{- $consumer := include "gitstore-agents.consumer" (dict "root" $root "role" $role) | fromJson }}
-{{- $kinds := keys ($cfg.kinds | default dict) | sortAlpha }}
-{{- if eq $role "planner" }}
-{{- $kinds = list "git.push" }}
-{{- end }}
+{{- $rules := get ($root.Values.policy.roles | default dict) $role | default dict }}
+{{- $input := ternary $t.events $t.tasks (eq $role "planner") }}
 {{- $pub := list }}
-{{- range $k := $kinds }}
-{{- if ne $role "planner" }}
-{{- $pub = append $pub (printf "%s.validation.%s" $p $k) }}
+{{- if eq $role "planner" }}
+{{- $pub = concat $pub (list (printf "%s.failures.git.push" $p) (printf "%s.dlq.git.push" $p)) }}
+{{- else }}
+{{- range $k := $rules.kinds | default list }}
+{{- $pub = concat $pub (list (printf "%s.validation.%s" $p $k) (printf "%s.failures.%s" $p $k) (printf "%s.dlq.%s" $p $k)) }}
 {{- end }}
-{{- $pub = concat $pub (list (printf "%s.failures.%s" $p $k) (printf "%s.dlq.%s" $p $k)) }}
 {{- end }}
-{{- $pub = append $pub (printf "%s.audit.>" $p) }}
-{{- range $f := $cfg.follow_ups | default list }}
+{{- range $f := $rules.publishes_tasks | default list }}
 {{- $pub = append $pub (printf "%s.tasks.%s" $p $f) }}
 {{- end }}
-{{- $pub = concat $pub (list (printf "$JS.API.CONSUMER.MSG.NEXT.%s.%s" $consumer.stream $consumer.durable) (printf "$JS.API.CONSUMER.INFO.%s.%s" $consumer.stream $consumer.durable) (printf "$JS.API.STREAM.INFO.%s" $consumer.stream) "$JS.ACK.>" "$KV.gitstore-runs.>") }}
-{{- $pub = concat $pub $kvRead $objRead }}
-{{- if eq $role "planner" }}
-{{- $pub = append $pub "$O.gitstore-content.>" }}
+{{- $pub = append $pub (printf "%s.audit.>" $p) }}
+{{- range $c := list (list $input $role) (list $t.advisories (printf "%s-dead-letters" $role)) }}
+{{- $s := index $c 0 }}{{- $d := index $c 1 }}
+{{- $pub = concat $pub (list (printf "%s.CONSUMER.MSG.NEXT.%s.%s" $api $s $d) (printf "%s.CONSUMER.INFO.%s.%s" $api $s $d) (printf "$JS.ACK.%s.%s.>" $s $d) (printf "$JS.ACK.*.*.%s.%s.>" $s $d)) }}
+{{- end }}
+{{- range $s := $allStreams }}
+{{- $pub = append $pub (printf "%s.STREAM.INFO.%s" $api $s) }}
+{{- end }}
+{{- $pub = concat $pub (list (printf "%s.STREAM.MSG.GET.%s" $api $input) (printf "$KV.%s.>" $t.ledger) (printf "%s.STREAM.MSG.GET.%s" $api $ledger) (printf "%s.STREAM.NAMES" $api)) }}
+{{- range $o := $objects }}
+{{- $pub = concat $pub (list (printf "%s.STREAM.MSG.GET.%s" $api $o) (printf "%s.CONSUMER.CREATE.%s" $api $o) (printf "$JS.FC.%s.>" $o)) }}
 {{- end }}
 {{- $sub := list (printf "_INBOX_%s.>" $role) "$SRV.>" (printf "%s.status.>" $p) }}
-{{- $perm := dict "publish" (dict "allow" $pub) "subscribe" (dict "allow" $sub) "allow_responses" true }}
-{{- $users = append $users (dict "user" (get $root.Values.nats.credentials $role).user "password" (bcrypt (get $.passwords $role)) "permissions" $perm) }}
+{{- $_ := set $out $role (dict "publish" ($pub | uniq) "subscribe" $sub "allow_responses" true) }}
 {{- end }}
-{{- /* The provisioning Job: creates and updates streams, consumers and buckets, uploads the
+{{- /* The provisioning Job: creates and updates the streams, consumers and buckets, uploads the
 reference modules (replacing a module purges its old chunks). No deletion. */}}
-{{- $prov := list "$JS.API.INFO" "$JS.API.STREAM.NAMES" "$JS.API.STREAM.LIST" "$JS.API.STREAM.CREATE.*" "$JS.API.STREAM.UPDATE.*" "$JS.API.STREAM.INFO.*" "$JS.API.STREAM.MSG.GET.*" "$JS.API.DIRECT.GET.>" "$JS.API.CONSUMER.CREATE.>" "$JS.API.CONSUMER.DURABLE.CREATE.>" "$JS.API.CONSUMER.INFO.>" "$O.gitstore-modules.>" "$JS.API.STREAM.PURGE.OBJ_gitstore-modules" }}
-{{- $users = append $users (dict "user" (get $root.Values.nats.credentials "provisioner").user "password" (bcrypt (get $.passwords "provisioner")) "permissions" (dict "publish" (dict "allow" $prov) "subscribe" (dict "allow" (list "_INBOX_provisioner.>")))) }}
+{{- $prov := list }}
+{{- range $s := $t.streams }}
+{{- $prov = concat $prov (list (printf "%s.STREAM.CREATE.%s" $api $s) (printf "%s.STREAM.UPDATE.%s" $api $s) (printf "%s.STREAM.INFO.%s" $api $s)) }}
+{{- end }}
+{{- range $s := concat (list $ledger) $objects }}
+{{- $prov = concat $prov (list (printf "%s.STREAM.CREATE.%s" $api $s) (printf "%s.STREAM.INFO.%s" $api $s)) }}
+{{- end }}
+{{- range $s := list $t.events $t.tasks $t.advisories }}
+{{- $prov = concat $prov (list (printf "%s.CONSUMER.DURABLE.CREATE.%s.>" $api $s) (printf "%s.CONSUMER.INFO.%s.>" $api $s)) }}
+{{- end }}
+{{- $prov = concat $prov (list (printf "$O.%s.>" $t.modules) (printf "%s.STREAM.MSG.GET.OBJ_%s" $api $t.modules) (printf "%s.STREAM.PURGE.OBJ_%s" $api $t.modules)) }}
+{{- $_ := set $out "provisioner" (dict "publish" ($prov | uniq) "subscribe" (list "_INBOX_provisioner.>") "allow_responses" false) }}
 {{- /* The `helm test` pod: asks the status micro service, nothing more. */}}
-{{- $probe := list "$SRV.PING" "$SRV.PING.>" "$SRV.INFO.>" (printf "%s.status.>" $p) }}
-{{- $users = append $users (dict "user" (get $root.Values.nats.credentials "status-probe").user "password" (bcrypt (get $.passwords "status-probe")) "permissions" (dict "publish" (dict "allow" $probe) "subscribe" (dict "allow" (list "_INBOX_status-probe.>")))) }}
+{{- $probe := list "$SRV.PING" "$SRV.PING.>" "$SRV.INFO" "$SRV.INFO.>" (printf "%s.status.>" $p) }}
+{{- $_ := set $out "status-probe" (dict "publish" $probe "subscribe" (list "_INBOX_status-probe.>") "allow_responses" false) }}
+{{- $out | toJson }}
+{{- end }}
+
+{{/* gitstore-agents.natsAuthorization: the nats-server `authorization` block of the all-in-one
+install: one user per identity with the permissions above and a bcrypt hash of its password.
+Input: dict "root" $ "passwords" (dict identity -> plaintext). */}}
+{{- define "gitstore-agents.natsAuthorization" -}}
+{{- $root := .root }}
+{{- $users := list }}
+{{- $permissions := include "gitstore-agents.natsPermissions" (dict "root" $root) | fromJson }}
+{{- range $identity := concat (include "gitstore-agents.enabledRoles" $root | fromJsonArray) (list "provisioner" "status-probe") }}
+{{- $perm := get $permissions $identity }}
+{{- $block := dict "publish" (dict "allow" $perm.publish) "subscribe" (dict "allow" $perm.subscribe) }}
+{{- if $perm.allow_responses }}
+{{- $_ := set $block "allow_responses" true }}
+{{- end }}
+{{- $users = append $users (dict "user" (get $root.Values.nats.credentials $identity).user "password" (bcrypt (get $.passwords $identity)) "permissions" $block) }}
+{{- end }}
 {{- dict "users" $users | toYaml }}
 {{- end }}
 
@@ -279,18 +318,32 @@ all, except the inbox prefix its NATS permissions allow. Input: dict "root" $ "i
 {{- if eq $root.Values.nats.auth "creds" }}
 {{- $_ := set $nats "creds_file" (printf "/etc/gitstore-agents/nats/%s.creds" .identity) }}
 {{- end }}
+{{- /* Every role's settings, enabled or not: a role reads the kinds it depends on from the
+roles that run them (the planner plans with the markdown-compiler's module and limits, the
+markdown-compiler publishes follow-ups with the enricher's and extension-runner's). */}}
 {{- $roles := dict }}
-{{- range $role := include "gitstore-agents.enabledRoles" $root | fromJsonArray }}
+{{- range $role := include "gitstore-agents.knownRoles" $root | fromJsonArray }}
 {{- $_ := set $roles $role (get $root.Values.roles $role).config }}
 {{- end }}
+{{- /* The hook Job provisions; with role credentials workers could not (their NATS users may
+not create streams), so they only verify the topology. */}}
+{{- $provision := and (not $root.Values.provisioning.enabled) (eq $root.Values.nats.auth "none") }}
 {{- $config := dict
   "nats" $nats
   "topology" $root.Values.config.topology
   "health" $root.Values.config.health
   "drain_grace_s" $root.Values.config.drain_grace_s
   "policy_file" "/etc/gitstore-agents/policy/policy.yaml"
+  "provision_on_start" $provision
   "roles" $roles }}
 {{- toYaml $config }}
+{{- end }}
+
+{{/* The policy file: values' policy with the subject prefix the workers use. */}}
+{{- define "gitstore-agents.policyFile" -}}
+{{- $policy := deepCopy .Values.policy }}
+{{- $_ := set $policy "subject_prefix" .Values.config.topology.prefix }}
+{{- toYaml $policy }}
 {{- end }}
 
 {{/* ---------------------------------------------------------------------------------------
@@ -318,7 +371,7 @@ Pod building blocks (shared by workers, the provisioning Job and the test pod)
     fieldRef: { fieldPath: metadata.namespace }
 - name: HOME
   value: /tmp
-- name: GITSTORE_MODULE_CACHE_DIR
+- name: GITSTORE_MODULE_CACHE
   value: /var/cache/gitstore-agents
 {{- include "gitstore-agents.natsEnv" . }}
 - name: OTEL_SERVICE_NAME
