@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import nats
 from nats.aio.client import Client
 from nats.js import JetStreamContext
@@ -38,7 +37,6 @@ from gitstore_agents.guardrails import (
     Policy,
     authorization_config,
     inbox_prefix,
-    load_policy,
     nats_users,
 )
 
@@ -262,13 +260,3 @@ async def serving(
             await task
         for runtime in runtimes:
             await runtime.close()
-
-
-def policy_from(path: Path) -> Policy:
-    """Load a policy file (a shorthand for tests)."""
-    return load_policy(path)
-
-
-def to_plain(value: Any) -> Any:
-    """msgspec Structs as plain data, for comparisons."""
-    return msgspec.to_builtins(value)
