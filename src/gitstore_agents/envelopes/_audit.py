@@ -7,7 +7,19 @@ from typing import Annotated
 
 import msgspec
 
-from ._types import Digest, Kind, Name, Positive, SchemaVersion, Text, Timestamp, Token, Uuid
+from ._failure import Stage
+from ._types import (
+    Code,
+    Digest,
+    Kind,
+    Name,
+    Positive,
+    SchemaVersion,
+    Text,
+    Timestamp,
+    Token,
+    Uuid,
+)
 
 SCHEMA_VERSION = "1.0"
 
@@ -49,6 +61,10 @@ class AuditRecord(msgspec.Struct, frozen=True, kw_only=True):
         role: The deciding role, e.g. ``planner``.
         worker_id: The deciding worker process.
         reason: Why, naming codes and limits (never payloads).
+        code: Stable code of the outcome (``ok``, an error or outcome code, a
+            ledger state for a skipped duplicate).
+        stage: Pipeline stage of a failure, refusal or retry.
+        stderr_tail: Last lines the module wrote to stderr, when a run failed.
         idempotency_key: The task's key, when the decision is about a task.
         task_id: The task's id.
         kind: The task's kind.
@@ -65,6 +81,9 @@ class AuditRecord(msgspec.Struct, frozen=True, kw_only=True):
     role: Token
     worker_id: Name
     reason: Text = ""
+    code: Code | None = None
+    stage: Stage | None = None
+    stderr_tail: list[Text] = msgspec.field(default_factory=list)
     idempotency_key: Digest | None = None
     task_id: Token | None = None
     kind: Kind | None = None
