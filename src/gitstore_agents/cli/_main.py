@@ -7,7 +7,18 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import GitStoreAgentsError
-from . import _dev, _dlq, _modules, _provision, _replay, _sandbox, _schema, _worker
+from . import (
+    _dev,
+    _dlq,
+    _modules,
+    _provision,
+    _replay,
+    _sandbox,
+    _schema,
+    _status,
+    _trace,
+    _worker,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     _modules.register(commands)
     _sandbox.register(commands)
     _schema.register(commands)
+    _trace.register(commands)
+    _status.register(commands)
     return parser
 
 

@@ -1,13 +1,21 @@
-"""Publish through the role's boundary and wait, bounded, for every PubAck."""
+"""Publish through the role's boundary and wait, bounded, for every PubAck.
+
+Each batch is one ``send`` span; its trace context goes into every message
+that does not carry one yet, so whoever consumes a task, a validation request
+or a diagnostic continues the trace it came from.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
 
+import msgspec
 from nats.js.api import PubAck
 
+from ..envelopes import headers as hdr
 from ..guardrails import Outbound, PublishBoundary, PublishRefusedError
+from ..telemetry import inject, send_span
 from ._errors import PublishFailedError
 
 
@@ -29,6 +37,26 @@ async def publish_confirmed(
     """
     if not messages:
         return []
+    # A failure propagating out of the span is recorded on it (error status).
+    with send_span([m.subject for m in messages], [m.headers.get(hdr.MSG_ID) for m in messages]):
+        return await _publish(boundary, _traced(messages), timeout_s)
+
+
+def _traced(messages: Sequence[Outbound]) -> list[Outbound]:
+    carrier = inject({})
+    if not carrier:
+        return list(messages)
+    return [
+        m
+        if hdr.get_header(m.headers, hdr.TRACEPARENT)
+        else msgspec.structs.replace(m, headers={**m.headers, **carrier})
+        for m in messages
+    ]
+
+
+async def _publish(
+    boundary: PublishBoundary, messages: Sequence[Outbound], timeout_s: float
+) -> list[PubAck]:
     futures: list[asyncio.Future[PubAck]] = []
     try:
         for message in messages:

@@ -3,7 +3,8 @@
 * **start**: health server up (``/healthz`` answers at once), connect with
   unlimited reconnects, provision or verify the topology, resolve module
   digests and compile (warm) every module the roles may run, bind consumers.
-* **serve**: one ``PullWorker`` per role plus a dead-letter writer per role.
+* **serve**: one ``PullWorker`` per role plus a dead-letter writer per role,
+  and the status micro service (``<prefix>.status.*``).
   ``/readyz`` is 200 only while connected, every consumer is bound and the
   process is not draining. Disconnects and server restarts are ridden out:
   the client reconnects, pull requests are re-sent, nothing restarts.
@@ -41,6 +42,7 @@ from ..envelopes import ContentStore, Limits
 from ..errors import ConfigError
 from ..guardrails import PublishBoundary
 from ..sandbox import ModuleRegistry, ModuleStore, Sandbox, default_cache_dir
+from ..telemetry import TelemetryObserver, metrics_text, setup_telemetry
 from ._connect import connect_options
 from ._dead_letters import DeadLetterWriter
 from ._decision import Handler
@@ -49,9 +51,10 @@ from ._follow_ups import FollowUpSpec
 from ._health import HealthServer
 from ._ledger import Ledger
 from ._modules import ModuleLoader
-from ._observer import LogObserver, Observer
+from ._observer import Observer
 from ._planner import PlannerHandler
 from ._stages import Admission, BasicAdmission, BasicOutputCheck, KindAllowance, OutputCheck
+from ._status import StatusReader, StatusService
 from ._task_handler import TaskHandler, TaskSettings
 from ._topology import ConsumerSpec, dead_letter_consumer, provision, role_consumer, verify
 from ._worker import PullWorker, WorkerSettings
@@ -81,7 +84,8 @@ class Runtime:
     Args:
         config: The validated configuration.
         roles: Roles to run (default: every configured role).
-        observer: Receives every decision (default: logs and counters).
+        observer: Receives every decision (default: ``TelemetryObserver``: logs,
+            metrics, span events and audit records).
         admission: Builds each role's admission stage (default: ``BasicAdmission``).
         output_check: The output check (default: ``BasicOutputCheck``).
     """
@@ -104,7 +108,9 @@ class Runtime:
         if missing:
             raise ConfigError(f"roles={missing} have no configuration under roles:")
         self.worker_id = config.worker_id or default_worker_id()
-        self.observer: Observer = observer or LogObserver()
+        # Real trace ids for every delivery; exporters only if OTEL_* asks.
+        setup_telemetry()
+        self.observer: Observer = observer or TelemetryObserver(config.topology.subjects)
         self._admission = admission or (lambda _role, allowed: BasicAdmission(allowed))
         self._output_check = output_check or BasicOutputCheck()
         self._nc: Client | None = None
@@ -112,6 +118,7 @@ class Runtime:
         self._sandbox: Sandbox | None = None
         self._executors: list[ThreadPoolExecutor] = []
         self._health: HealthServer | None = None
+        self._status: StatusService | None = None
         self._connected = False
         self._draining = False
         self._closing = False
@@ -171,6 +178,7 @@ class Runtime:
         try:
             if health.port is not None and self._health is None:
                 self._health = HealthServer(self.readiness, host=health.host, port=health.port)
+                self._health.route("/metrics", metrics_text)
                 await self._health.start()
             await self._connect(stop)
             await self._ensure_topology(stop)
@@ -208,6 +216,7 @@ class Runtime:
     async def run(self, stop: asyncio.Event) -> None:
         """Serve every role until ``stop`` is set, then drain within ``drain_grace_s``."""
         grace = max(self.config.drain_grace_s - _CLOSE_RESERVE_S, 0.5)
+        await self._start_status()
         serving = [
             asyncio.create_task(w.run(stop, drain_grace_s=grace), name=f"worker:{w.settings.name}")
             for w in self.workers
@@ -221,6 +230,9 @@ class Runtime:
             for task in serving:
                 task.cancel()
             await asyncio.gather(*serving, return_exceptions=True)
+            if self._status is not None:
+                await self._status.stop()
+                self._status = None
             if self._nc is not None and self._nc.is_connected:
                 # Acks and naks are plain publishes: push them out before we go.
                 with contextlib.suppress(Exception):
@@ -248,6 +260,19 @@ class Runtime:
             self._health = None
 
     # -- start ---------------------------------------------------------------
+
+    async def _start_status(self) -> None:
+        # Every worker answers status queries (one queue group), so the API is
+        # up whenever any worker is.
+        assert self.ledger is not None
+        reader = StatusReader(
+            self.nc,
+            self.config.topology,
+            self.ledger,
+            timeout_s=self.config.nats.request_timeout_s,
+        )
+        self._status = StatusService(self.nc, reader, self.config.topology, self.worker_id)
+        await self._status.start()
 
     async def _connect(self, stop: asyncio.Event) -> None:
         settings = self.config.nats
@@ -320,6 +345,7 @@ class Runtime:
                     subjects.task(MARKDOWN_COMPILE),
                     subjects.failure(GIT_PUSH),
                     subjects.dead_letter(GIT_PUSH),
+                    subjects.audit_all(),
                 ],
             )
             return PlannerHandler(
@@ -355,7 +381,8 @@ class Runtime:
             [subjects.validation(k) for k in kinds]
             + [subjects.failure(k) for k in kinds]
             + [subjects.dead_letter(k) for k in kinds]
-            + [subjects.task(f.kind) for f in follow_ups],
+            + [subjects.task(f.kind) for f in follow_ups]
+            + [subjects.audit_all()],
         )
         executor = ThreadPoolExecutor(settings.concurrency, thread_name_prefix=f"sandbox-{role}")
         self._executors.append(executor)
@@ -430,7 +457,9 @@ class Runtime:
         writer = DeadLetterWriter(
             read=read,
             ledger=self.ledger,
-            boundary=PublishBoundary(js, [subjects.dead_letter(k) for k in kinds]),
+            boundary=PublishBoundary(
+                js, [*(subjects.dead_letter(k) for k in kinds), subjects.audit_all()]
+            ),
             topology=self.config.topology,
             observer=self.observer,
             role=role,
