@@ -2,9 +2,9 @@
 
 * **start**: health server up (``/healthz`` answers at once), connect with
   unlimited reconnects, provision or verify the topology, resolve module
-  digests and compile (warm) every module the roles may run, bind consumers.
-* **serve**: one ``PullWorker`` per role plus a dead-letter writer per role,
-  and the status micro service (``<prefix>.status.*``).
+  digests and compile (warm) every module the roles may run, bind consumers,
+  register the status micro service (``<prefix>.status.*``).
+* **serve**: one ``PullWorker`` per role plus a dead-letter writer per role.
   ``/readyz`` is 200 only while connected, every consumer is bound and the
   process is not draining. Disconnects and server restarts are ridden out:
   the client reconnects, pull requests are re-sent, nothing restarts.
@@ -183,6 +183,7 @@ class Runtime:
             await self._connect(stop)
             await self._ensure_topology(stop)
             await self.build()
+            await self._start_status()
         except BaseException:
             # Leave nothing open behind a failed start (connection, threads, port).
             await self.close()
@@ -216,7 +217,6 @@ class Runtime:
     async def run(self, stop: asyncio.Event) -> None:
         """Serve every role until ``stop`` is set, then drain within ``drain_grace_s``."""
         grace = max(self.config.drain_grace_s - _CLOSE_RESERVE_S, 0.5)
-        await self._start_status()
         serving = [
             asyncio.create_task(w.run(stop, drain_grace_s=grace), name=f"worker:{w.settings.name}")
             for w in self.workers
@@ -230,9 +230,6 @@ class Runtime:
             for task in serving:
                 task.cancel()
             await asyncio.gather(*serving, return_exceptions=True)
-            if self._status is not None:
-                await self._status.stop()
-                self._status = None
             if self._nc is not None and self._nc.is_connected:
                 # Acks and naks are plain publishes: push them out before we go.
                 with contextlib.suppress(Exception):
@@ -243,9 +240,12 @@ class Runtime:
             log.info("drained", settled=settled)
 
     async def close(self) -> None:
-        """Close the connection, wait for sandbox threads, stop the sandbox and health server."""
+        """Stop the status service and connection, wait for sandbox threads, stop the rest."""
         self._draining = True
         self._closing = True
+        if self._status is not None:
+            await self._status.stop()
+            self._status = None
         if self._nc is not None and not self._nc.is_closed:
             with contextlib.suppress(Exception):
                 await self._nc.close()
