@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
 import nats.js.errors
 import pytest
 from nats.aio.client import Client
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
 
 from gitstore_agents.config import MARKDOWN_COMPILE, MARKDOWN_COMPILER, PLANNER, Topology
 from gitstore_agents.consumers import (
@@ -36,14 +39,29 @@ from .runtime_support import (
     write_module,
 )
 from .support import eventually
-from .telemetry_support import audit_records, decisions, stderr_trap_module
+from .telemetry_support import (
+    audit_records,
+    decisions,
+    hex_trace,
+    one,
+    parent_id,
+    recording_spans,
+    stderr_trap_module,
+)
 from .wasm_modules import loop_module
 
 STDERR = "compiling products/product-1-0.md\nline 3: unexpected token '{'\nabort: bad frontmatter"
 
 
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    """Spans that end during the test."""
+    with recording_spans() as exporter:
+        yield exporter
+
+
 async def test_failed_task_trace_alone_tells_stage_code_message_and_stderr(
-    nats_url: str, nc: Client, topology: Topology, tmp_path: Path
+    nats_url: str, nc: Client, topology: Topology, tmp_path: Path, spans: InMemorySpanExporter
 ) -> None:
     modules = default_modules(tmp_path)
     modules[MARKDOWN_COMPILE] = write_module(tmp_path, "trap", stderr_trap_module(STDERR))
@@ -64,6 +82,16 @@ async def test_failed_task_trace_alone_tells_stage_code_message_and_stderr(
 
     failed = next(r for r in records if r.decision is AuditDecision.FAILED)
     assert (failed.stage, failed.code) == (Stage.SANDBOX, "trap")
+    # The span tree says the same: an error on the sandbox span, a term settle span.
+    finished = [s for s in spans.get_finished_spans() if hex_trace(s) == failed.trace_id]
+    sandbox = one(finished, "gitstore.sandbox")
+    assert sandbox.status.status_code is StatusCode.ERROR
+    assert sandbox.attributes is not None
+    assert sandbox.attributes["gitstore.sandbox.outcome"] == "trap"
+    term = one(finished, f"term {topology.prefix}.tasks.{MARKDOWN_COMPILE}")
+    assert term.attributes is not None
+    assert term.attributes["messaging.operation.type"] == "settle"
+    assert parent_id(term) == parent_id(sandbox), "both inside the task's process span"
     assert failed.stderr_tail == STDERR.splitlines()
     assert failed.reason, "the sandbox's message"
     assert decisions(records) == [

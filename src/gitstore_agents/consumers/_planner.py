@@ -227,7 +227,9 @@ class PlannerHandler:
         )
         if trail:
             try:
-                await publish_confirmed(self._boundary, trail, timeout_s=self._publish_timeout_s)
+                await publish_confirmed(
+                    self._boundary, trail, timeout_s=self._publish_timeout_s, span=False
+                )
             except (PublishFailedError, PublishRefusedError) as exc:
                 log.warning("decision records not stored", error=str(exc))
         return Decision(settle=Settle.NAK, nak_delay_s=delay, code=code, reason=message)

@@ -15,12 +15,16 @@ from nats.js.api import PubAck
 
 from ..envelopes import headers as hdr
 from ..guardrails import Outbound, PublishBoundary, PublishRefusedError
-from ..telemetry import inject, send_span
+from ..telemetry import coalesce_audit, inject, send_span
 from ._errors import PublishFailedError
 
 
 async def publish_confirmed(
-    boundary: PublishBoundary, messages: Sequence[Outbound], *, timeout_s: float
+    boundary: PublishBoundary,
+    messages: Sequence[Outbound],
+    *,
+    timeout_s: float,
+    span: bool = True,
 ) -> list[PubAck]:
     """Publish ``messages`` asynchronously, then wait once for all their PubAcks.
 
@@ -28,8 +32,17 @@ async def publish_confirmed(
     disconnect would wait forever), so the wait is bounded and a missing PubAck
     is a failed publish: the caller must not settle its input as done.
 
+    Args:
+        boundary: The role's publish boundary.
+        messages: What to publish.
+        timeout_s: Bound on waiting for the PubAcks.
+        span: Publish inside a ``send`` span (False for audit records alone:
+            they carry their decision's span ids, and the current context is
+            still injected).
+
     Returns:
-        The PubAcks, in the order of ``messages``.
+        The PubAcks, in the order of ``messages`` as sent: consecutive audit
+        records are sent as one message (``coalesce_audit``), so they share one.
 
     Raises:
         PublishRefusedError: a subject is outside the role's boundary (permanent).
@@ -37,6 +50,9 @@ async def publish_confirmed(
     """
     if not messages:
         return []
+    messages = coalesce_audit(messages)
+    if not span:
+        return await _publish(boundary, _traced(messages), timeout_s)
     # A failure propagating out of the span is recorded on it (error status).
     with send_span([m.subject for m in messages], [m.headers.get(hdr.MSG_ID) for m in messages]):
         return await _publish(boundary, _traced(messages), timeout_s)

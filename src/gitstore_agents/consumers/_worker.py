@@ -105,7 +105,6 @@ class PullWorker:
         self._missing_logged = False
         self._settle_tasks: set[asyncio.Task[None]] = set()
         self.settled: dict[Settle, int] = dict.fromkeys(Settle, 0)
-        self._metric_attributes = {"durable": settings.durable}
         self.pull = PullConsumer(
             nc,
             stream=settings.stream,
@@ -186,7 +185,7 @@ class PullWorker:
         entry = _InFlight(msg, asyncio.get_running_loop().time())
         key = id(entry)
         self._inflight[key] = entry
-        INSTRUMENTS.in_flight.add(1, self._metric_attributes)
+        INSTRUMENTS.in_flight.add(self.settings.durable)
         entry.task = asyncio.create_task(self._process(key, entry))
 
     async def _process(self, key: int, entry: _InFlight) -> None:
@@ -208,7 +207,7 @@ class PullWorker:
                 raise
         finally:
             self._inflight.pop(key, None)
-            INSTRUMENTS.in_flight.add(-1, self._metric_attributes)
+            INSTRUMENTS.in_flight.add(self.settings.durable, amount=-1)
             self.pull.wake()
 
     def _process_span(self, msg: Msg) -> contextlib.AbstractContextManager[Span]:
@@ -221,7 +220,6 @@ class PullWorker:
             subject=msg.subject,
             headers=msg.headers,
             durable=self.settings.durable,
-            stream=self.settings.stream,
             stream_seq=seq,
             attempt=attempt,
             size=len(msg.data),
@@ -246,37 +244,36 @@ class PullWorker:
             )
 
     async def _settle(self, msg: Msg, decision: Decision) -> None:
-        with settle_span(msg.subject, decision.settle, self.settings.durable) as span:
-            try:
-                if decision.settle is Settle.ACK:
-                    await msg.ack()
-                elif decision.settle is Settle.TERM:
+        try:
+            if decision.settle is Settle.ACK:
+                # The common case gets no span of its own: the process span
+                # already says gitstore.settle=ack (a span costs ~15 us).
+                await msg.ack()
+            elif decision.settle is Settle.TERM:
+                with settle_span(msg.subject, "term", self.settings.durable):
                     await msg.term()
-                else:
-                    delay = nak_delay_for(
-                        decision.nak_delay_s,
-                        self.settings.consumer_backoff_s,
-                        msg.metadata.num_delivered,
-                    )
+            else:
+                delay = nak_delay_for(
+                    decision.nak_delay_s,
+                    self.settings.consumer_backoff_s,
+                    msg.metadata.num_delivered,
+                )
+                with settle_span(msg.subject, "nak", self.settings.durable) as span:
+                    span.set_attribute("gitstore.nak_delay_s", delay)
                     await msg.nak(delay=delay or None)
-            except Exception as exc:
-                # The ack never reaches the server: the message is redelivered and
-                # the ledger turns the redelivery into a skip.
-                span.record_exception(exc)
-                log.warning("settle failed", role=self.settings.name, error=repr(exc))
-                return
+        except Exception as exc:
+            # The ack never reaches the server: the message is redelivered and
+            # the ledger turns the redelivery into a skip.
+            log.warning("settle failed", role=self.settings.name, error=repr(exc))
+            return
         self.settled[decision.settle] += 1
-        INSTRUMENTS.settled.add(
-            1, {**self._metric_attributes, "settle": str(decision.settle), "outcome": decision.code}
-        )
+        INSTRUMENTS.settled.add(self.settings.durable, decision.settle, decision.code)
 
     async def _nak_now(self, msg: Msg) -> None:
         with contextlib.suppress(Exception):
             await msg.nak()
             self.settled[Settle.NAK] += 1
-            INSTRUMENTS.settled.add(
-                1, {**self._metric_attributes, "settle": "nak", "outcome": "handed-back"}
-            )
+            INSTRUMENTS.settled.add(self.settings.durable, Settle.NAK, "handed-back")
 
     def _spawn_nak(self, msg: Msg) -> None:
         task = asyncio.create_task(self._nak_now(msg))

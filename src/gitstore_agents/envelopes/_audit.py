@@ -1,4 +1,10 @@
-"""Audit records: one small, digest-referencing record per decision."""
+"""Audit records: one small, digest-referencing record per decision.
+
+A message on ``<prefix>.audit.<event_id>`` is an ``AuditBatch``: the records
+one delivery stored together (usually with the results they explain). One
+message per batch rather than per record matters on a single-node JetStream
+with ``sync_interval: always``, where every stored message costs an fsync.
+"""
 
 from __future__ import annotations
 
@@ -92,3 +98,15 @@ class AuditRecord(msgspec.Struct, frozen=True, kw_only=True):
     trace_id: TraceId | None = None
     span_id: SpanId | None = None
     at: Timestamp
+
+
+class AuditBatch(msgspec.Struct, frozen=True, kw_only=True):
+    """The audit records one message carries, in the order they were decided.
+
+    Attributes:
+        records: One or more records, all about the event in the subject.
+        schema_version: Contract version, ``1.0``.
+    """
+
+    records: Annotated[list[AuditRecord], msgspec.Meta(min_length=1)]
+    schema_version: SchemaVersion = SCHEMA_VERSION

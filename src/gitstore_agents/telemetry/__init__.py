@@ -13,7 +13,14 @@ envelopes and the publish boundary's ``Outbound``, never the pipeline itself.
 ``docs/observability.md`` is the reference.
 """
 
-from ._audit import audit_message, audit_msg_id, audit_record, encode_audit
+from ._audit import (
+    RECORDS_HEADER,
+    audit_message,
+    audit_msg_id,
+    audit_record,
+    coalesce_audit,
+    encode_audit,
+)
 from ._logging import LOG_LEVEL_ENV, add_trace_context, configure_logging
 from ._metrics import INSTRUMENTS, Instruments
 from ._observer import SPAN_STAGES, TelemetryObserver
@@ -51,6 +58,7 @@ __all__ = [
     "INSTRUMENTS",
     "LOG_LEVEL_ENV",
     "PLANNED_REF",
+    "RECORDS_HEADER",
     "SPAN_STAGES",
     "Attempt",
     "AuditTrailUnavailableError",
@@ -67,6 +75,7 @@ __all__ = [
     "audit_msg_id",
     "audit_record",
     "build_story",
+    "coalesce_audit",
     "configure_logging",
     "continue_trace",
     "current_ids",

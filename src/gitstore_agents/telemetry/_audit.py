@@ -1,21 +1,27 @@
 """Decisions become audit records: small, digest-referencing, carrying their trace ids.
 
-A record goes to ``<prefix>.audit.<event_id>`` with a deterministic
-``Nats-Msg-Id`` built from where the decision was made: the input's stream
-and sequence, the delivery attempt, the decision and its code. A record
-republished by the same attempt (a batch that failed half-way and was sent
-again) is dropped by JetStream; a redelivery is a new attempt, so what really
-happened twice is recorded twice.
+``audit_message`` turns one decision into a message for
+``<prefix>.audit.<event_id>`` (an ``AuditBatch`` of one record) with a
+deterministic ``Nats-Msg-Id`` built from where the decision was made: the
+input's stream and sequence, the delivery attempt, the decision and its code.
+``coalesce_audit`` then merges the consecutive audit messages of one publish
+into one message (their payloads are spliced, not re-encoded), whose id is
+derived from its records' ids. A batch republished by the same attempt (one
+that failed half-way and was sent again) is dropped by JetStream; a
+redelivery is a new attempt, so what really happened twice is recorded twice.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import msgspec
 
 from ..envelopes import AuditRecord, Stage, Subjects, headers
+from ..envelopes._audit import SCHEMA_VERSION as AUDIT_SCHEMA_VERSION
 from ..envelopes._types import CODE_PATTERN, KIND_PATTERN, TOKEN_PATTERN, UUID_PATTERN
 from ..guardrails import Outbound
 
@@ -33,6 +39,13 @@ _STAGES = frozenset(Stage)
 # Reasons are for humans; a record stays small whatever an error message holds.
 MAX_REASON_CHARS = 4096
 MAX_STDERR_LINES = 20
+
+RECORDS_HEADER = "GitStore-Audit-Records"
+"""Header of an audit message: how many records its batch holds."""
+
+# An AuditBatch's JSON around its records (keys sorted, like every envelope).
+_HEAD = b'{"records":['
+_TAIL = b'],"schema_version":"' + AUDIT_SCHEMA_VERSION.encode() + b'"}'
 
 
 def _valid(value: str | None, pattern: re.Pattern[str]) -> str | None:
@@ -84,8 +97,50 @@ def audit_msg_id(record: DecisionRecord) -> str:
 
 
 def encode_audit(record: AuditRecord) -> bytes:
-    """JSON bytes of an audit record (sorted keys, compact; the encoder is reused)."""
-    return _ENCODER.encode(record)
+    """JSON bytes of an audit batch holding ``record`` (sorted keys, compact)."""
+    return _HEAD + _ENCODER.encode(record) + _TAIL
+
+
+def coalesce_audit(messages: Sequence[Outbound]) -> list[Outbound]:
+    """``messages`` with each run of consecutive audit messages on one subject merged.
+
+    Every other message keeps its place. The merged message's id is derived
+    from its parts' ids, so the same run published again is deduplicated.
+    """
+    out: list[Outbound] = []
+    run: list[Outbound] = []
+    for message in messages:
+        if RECORDS_HEADER in message.headers and (not run or run[0].subject == message.subject):
+            run.append(message)
+            continue
+        _flush(run, out)
+        if RECORDS_HEADER in message.headers:
+            run.append(message)
+        else:
+            out.append(message)
+    _flush(run, out)
+    return out
+
+
+def _flush(run: list[Outbound], out: list[Outbound]) -> None:
+    if len(run) == 1:
+        out.append(run[0])
+    elif run:
+        ids = "\n".join(m.headers[headers.MSG_ID] for m in run)
+        records = b",".join(m.payload[len(_HEAD) : -len(_TAIL)] for m in run)
+        count = sum(int(m.headers[RECORDS_HEADER]) for m in run)
+        out.append(
+            Outbound(
+                subject=run[0].subject,
+                payload=_HEAD + records + _TAIL,
+                headers={
+                    headers.MSG_ID: "audit:" + hashlib.sha256(ids.encode()).hexdigest()[:40],
+                    headers.CONTENT_TYPE: headers.JSON,
+                    RECORDS_HEADER: str(count),
+                },
+            )
+        )
+    run.clear()
 
 
 def audit_message(
@@ -106,5 +161,6 @@ def audit_message(
         headers={
             headers.MSG_ID: msg_id or audit_msg_id(record),
             headers.CONTENT_TYPE: headers.JSON,
+            RECORDS_HEADER: "1",
         },
     )

@@ -1,9 +1,11 @@
 """The runtime's OpenTelemetry metrics: one set of instruments per process.
 
 Instruments come from the global meter provider (a proxy until
-``setup_telemetry`` installs the SDK one), so recording costs nothing before
-that and call sites need no handle. ``/metrics`` on the health server renders
-them in the Prometheus text format (``_prometheus.py``).
+``setup_telemetry`` installs the SDK one), so call sites need no handle.
+Counters are ``Tally`` objects behind observable instruments: counting on the
+hot path is a dict update, and the SDK sees the totals when it collects.
+``/metrics`` on the health server renders them in the Prometheus text format
+(``_prometheus.py``).
 
 Instruments (Prometheus name; attributes):
 
@@ -22,7 +24,10 @@ Instruments (Prometheus name; attributes):
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from opentelemetry import metrics
+from opentelemetry.metrics import CallbackOptions, Observation
 
 METER_NAME = "gitstore_agents"
 
@@ -31,34 +36,85 @@ _WALL_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
+class Tally:
+    """Counts by attribute values, handed to the SDK only when metrics are collected.
+
+    Counting is a dict update (the SDK's own ``Counter.add`` costs microseconds
+    per call, several times per task); an observable instrument reports the
+    totals on each scrape. Updated from the event loop's thread only.
+
+    Args:
+        names: Attribute names, in the order ``add`` takes their values.
+    """
+
+    def __init__(self, *names: str) -> None:
+        self._names = names
+        self._counts: dict[tuple[str, ...], int] = {}
+
+    def add(self, *values: str, amount: int = 1) -> None:
+        """Add ``amount`` to the count of ``values`` (one per attribute name)."""
+        self._counts[values] = self._counts.get(values, 0) + amount
+
+    def value(self, *values: str) -> int:
+        """The current count of ``values``."""
+        return self._counts.get(values, 0)
+
+    def observe(self, _options: CallbackOptions) -> Iterable[Observation]:
+        """The observable instrument's callback: every count with its attributes."""
+        for values, count in list(self._counts.items()):
+            yield Observation(count, dict(zip(self._names, values, strict=True)))
+
+
 class Instruments:
-    """Every instrument the runtime records to (see the module table)."""
+    """Every instrument the runtime records to (see the module docstring)."""
 
     def __init__(self, meter: metrics.Meter) -> None:
-        self.settled = meter.create_counter(
-            "gitstore.messages.settled",
+        self.settled = Tally("durable", "settle", "outcome")
+        self.decisions = Tally("role", "decision")
+        self.retries = Tally("role", "code")
+        self.dead_letters = Tally("role", "kind")
+        self.duplicates = Tally("role", "state")
+        self.in_flight = Tally("durable")
+        for name, tally, unit, description in (
+            (
+                "gitstore.messages.settled",
+                self.settled,
+                "{message}",
+                "Deliveries settled, by durable, settle (ack/nak/term) and outcome code",
+            ),
+            (
+                "gitstore.decisions",
+                self.decisions,
+                "{decision}",
+                "Decisions made (the audit vocabulary), by role",
+            ),
+            (
+                "gitstore.task.retries",
+                self.retries,
+                "{retry}",
+                "Deliveries handed back for a retry, by role and error code",
+            ),
+            (
+                "gitstore.dead_letters",
+                self.dead_letters,
+                "{message}",
+                "Messages dead-lettered after their deliveries ran out",
+            ),
+            (
+                "gitstore.duplicates.skipped",
+                self.duplicates,
+                "{task}",
+                "Deliveries of tasks the ledger already settled (not run again)",
+            ),
+        ):
+            meter.create_observable_counter(
+                name, callbacks=[tally.observe], unit=unit, description=description
+            )
+        meter.create_observable_up_down_counter(
+            "gitstore.in_flight",
+            callbacks=[self.in_flight.observe],
             unit="{message}",
-            description="Deliveries settled, by durable, settle (ack/nak/term) and outcome code",
-        )
-        self.decisions = meter.create_counter(
-            "gitstore.decisions",
-            unit="{decision}",
-            description="Decisions made (the audit vocabulary), by role",
-        )
-        self.retries = meter.create_counter(
-            "gitstore.task.retries",
-            unit="{retry}",
-            description="Deliveries handed back for a retry, by role and error code",
-        )
-        self.dead_letters = meter.create_counter(
-            "gitstore.dead_letters",
-            unit="{message}",
-            description="Messages dead-lettered after their deliveries ran out",
-        )
-        self.duplicates = meter.create_counter(
-            "gitstore.duplicates.skipped",
-            unit="{task}",
-            description="Deliveries of tasks the ledger already settled (not run again)",
+            description="Deliveries received and not yet settled",
         )
         self.fuel = meter.create_histogram(
             "gitstore.sandbox.fuel",
@@ -77,11 +133,6 @@ class Instruments:
             unit="{message}",
             description="Messages one pull request delivered",
             explicit_bucket_boundaries_advisory=_BATCH_BUCKETS,
-        )
-        self.in_flight = meter.create_up_down_counter(
-            "gitstore.in_flight",
-            unit="{message}",
-            description="Deliveries received and not yet settled",
         )
 
 

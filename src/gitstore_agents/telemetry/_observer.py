@@ -3,9 +3,11 @@
 It implements ``consumers.Observer``: the pipeline calls ``decided`` for each
 decision and publishes the audit record it returns together with the
 delivery's results, before settling the delivery. ``stage`` opens a span
-around the stages worth one (``ledger``: KV round trips; ``sandbox``: the
-module run, with its usage as attributes); the other stages are CPU-only and
-take microseconds, so their outcome is only a span event.
+around the module run (``gitstore.sandbox``, its usage as attributes); the
+other stages stay inside the delivery's ``process`` span: a span costs about
+as much as a decision's whole audit record, and the audit records and log
+lines already say what each stage decided and in which span. Failures,
+refusals and retries also become span events (and an error status).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("gitstore_agents.decisions")
 
-SPAN_STAGES = frozenset({Stage.LEDGER, Stage.SANDBOX})
+SPAN_STAGES = frozenset({Stage.SANDBOX})
 """Stages that get a span of their own."""
 
 _LEVELS = {
@@ -41,7 +43,14 @@ _LEVELS = {
     AuditDecision.RETRIED: "warning",
     AuditDecision.DEAD_LETTERED: "error",
 }
-_ERRORS = frozenset({AuditDecision.FAILED, AuditDecision.REFUSED, AuditDecision.DEAD_LETTERED})
+_EVENTS = frozenset(
+    {
+        AuditDecision.FAILED,
+        AuditDecision.REFUSED,
+        AuditDecision.DEAD_LETTERED,
+        AuditDecision.RETRIED,
+    }
+)
 _REASON_EVENT_CHARS = 256
 
 
@@ -82,7 +91,7 @@ class TelemetryObserver:
         return () if message is None else (message,)
 
     def stage(self, name: str, delivery: Delivery) -> contextlib.AbstractContextManager[None]:
-        """A span around ``ledger`` and ``sandbox``; nothing around the others."""
+        """A span around ``sandbox``; nothing around the others."""
         if name in SPAN_STAGES:
             return stage_span(name, delivery.subject)
         return contextlib.nullcontext()
@@ -96,15 +105,14 @@ class TelemetryObserver:
 
 
 def _record_metrics(record: DecisionRecord) -> None:
-    role = record.role
-    INSTRUMENTS.decisions.add(1, {"role": role, "decision": str(record.decision)})
-    decision = record.decision
+    role, decision = record.role, record.decision
+    INSTRUMENTS.decisions.add(role, decision)
     if decision is AuditDecision.RETRIED:
-        INSTRUMENTS.retries.add(1, {"role": role, "code": record.code})
+        INSTRUMENTS.retries.add(role, record.code)
     elif decision is AuditDecision.DEAD_LETTERED:
-        INSTRUMENTS.dead_letters.add(1, {"role": role, "kind": record.kind or ""})
+        INSTRUMENTS.dead_letters.add(role, record.kind or "")
     elif decision is AuditDecision.DUPLICATE_SKIPPED:
-        INSTRUMENTS.duplicates.add(1, {"role": role, "state": record.code})
+        INSTRUMENTS.duplicates.add(role, record.code)
     elif decision is AuditDecision.EXECUTED:
         attributes = {"kind": record.kind or ""}
         fuel = _int(record.refs.get("fuel"))
@@ -116,10 +124,8 @@ def _record_metrics(record: DecisionRecord) -> None:
 
 
 def _annotate(span: Span, record: DecisionRecord) -> None:
-    span.add_event(
-        str(record.decision),
-        {"gitstore.code": record.code, "gitstore.reason": record.reason[:_REASON_EVENT_CHARS]},
-    )
+    # Ordinary decisions leave nothing on the span (the audit record and the
+    # log line name the span); a run's usage and anything that went wrong do.
     if record.decision is AuditDecision.EXECUTED:
         span.set_attributes(
             {
@@ -131,7 +137,13 @@ def _annotate(span: Span, record: DecisionRecord) -> None:
                 },
             }
         )
-    elif record.decision in _ERRORS:
+    elif record.decision in _EVENTS:
+        span.add_event(
+            str(record.decision),
+            {"gitstore.code": record.code, "gitstore.reason": record.reason[:_REASON_EVENT_CHARS]},
+        )
+        if record.decision is AuditDecision.RETRIED:
+            return
         if record.stage == Stage.SANDBOX:
             span.set_attribute("gitstore.sandbox.outcome", record.code)
         span.set_status(Status(StatusCode.ERROR, f"{record.code}: {record.reason}"[:512]))

@@ -14,10 +14,12 @@ Spans (kind, operation type):
   delivered messages, linked to each message's context;
 * ``process <subject>`` (consumer, ``process``): one per delivery, child of the
   context the message carries;
-* ``gitstore.<stage>`` (internal): the stages worth a span (``ledger``, ``sandbox``);
+* ``gitstore.sandbox`` (internal): the module run, its usage as attributes;
 * ``send <subject>`` (producer, ``send``): one per confirmed publish batch, its
   context injected into every message of the batch;
-* ``ack|nak|term <subject>`` (client, ``settle``): settling the delivery.
+* ``nak|term <subject>`` (client, ``settle``): handing a delivery back or
+  terminating it; an ack gets no span (``gitstore.settle=ack`` on the process
+  span says it), which keeps the common path one span cheaper.
 
 Only the OpenTelemetry *API* is used here: without a configured SDK every span
 is a no-op (``setup_telemetry`` installs the SDK from ``OTEL_*`` variables).
@@ -130,7 +132,6 @@ def process_span(
     subject: str,
     headers: Mapping[str, str] | None,
     durable: str,
-    stream: str,
     stream_seq: int,
     attempt: int,
     size: int,
@@ -146,11 +147,8 @@ def process_span(
     attributes.update(
         {
             OPERATION_TYPE: "process",
-            OPERATION_NAME: "process",
             CONSUMER_GROUP: durable,
-            SUBSCRIPTION: durable,
             BODY_SIZE: size,
-            "gitstore.stream": stream,
             "gitstore.stream_seq": stream_seq,
             "gitstore.attempt": attempt,
         }
@@ -200,9 +198,7 @@ def record_outcome(span: Span, *, settle: str, code: str, reason: str = "") -> N
 def settle_span(subject: str, operation: str, durable: str) -> Iterator[Span]:
     """The ``settle`` span of one ack, nak or term."""
     attributes = _destination_attributes(subject)
-    attributes.update(
-        {OPERATION_TYPE: "settle", OPERATION_NAME: operation, CONSUMER_GROUP: durable}
-    )
+    attributes.update({OPERATION_TYPE: "settle", CONSUMER_GROUP: durable})
     with _tracer.start_as_current_span(
         f"{operation} {destination(subject)}", kind=SpanKind.CLIENT, attributes=attributes
     ) as span:
@@ -219,7 +215,7 @@ def send_span(subjects: Sequence[str], message_ids: Sequence[str | None]) -> Ite
     message of the batch.
     """
     attributes = _destination_attributes(subjects[0])
-    attributes.update({OPERATION_TYPE: "send", OPERATION_NAME: "publish"})
+    attributes[OPERATION_TYPE] = "send"
     if len(subjects) > 1:
         attributes[BATCH_COUNT] = len(subjects)
     elif message_ids and message_ids[0] is not None:
@@ -295,7 +291,6 @@ class ReceiveBatch:
                 attributes={
                     SYSTEM: NATS,
                     OPERATION_TYPE: "receive",
-                    OPERATION_NAME: "receive",
                     CONSUMER_GROUP: self._durable,
                     SUBSCRIPTION: self._durable,
                     "gitstore.stream": self._stream,

@@ -18,10 +18,10 @@ import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from ..envelopes import AuditRecord
+from ..envelopes import AuditBatch, AuditRecord
 from ..errors import GitStoreAgentsError
 
-_DECODER = msgspec.json.Decoder(AuditRecord)
+_DECODER = msgspec.json.Decoder(AuditBatch)
 _API_PREFIX = "$JS.API"
 DEFAULT_BATCH = 256
 
@@ -37,7 +37,8 @@ class TrailEntry(msgspec.Struct, frozen=True, kw_only=True):
     """One stored audit record.
 
     Attributes:
-        seq: Its sequence in the audit stream (the order decisions were stored in).
+        seq: Sequence of its message in the audit stream (the order decisions
+            were stored in; the records of one message share it).
         record: The record.
     """
 
@@ -104,7 +105,8 @@ async def _receive_batch(
             last = seq
             # A record something else wrote is skipped, not fatal.
             with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
-                entries.append(TrailEntry(seq=seq, record=_DECODER.decode(msg.data)))
+                batch = _DECODER.decode(msg.data)
+                entries.extend(TrailEntry(seq=seq, record=r) for r in batch.records)
             continue
         if status == "204":  # end of batch
             return last, int(headers.get("Nats-Num-Pending", "0")) > 0
