@@ -19,7 +19,6 @@ from gitstore_agents.consumers import (
     list_dead_letters,
     provision_streams,
     publish_confirmed,
-    requeue_dead_letter,
 )
 from gitstore_agents.envelopes import AuditDecision, Stage, canonical_json
 from gitstore_agents.guardrails import PublishBoundary
@@ -195,6 +194,7 @@ async def test_retries_dead_letter_and_requeue_are_audited(
         limits={"timeout_ms": 200},
         roles={MARKDOWN_COMPILER: {"max_deliver": 2, "backoff_s": [0.1]}},
     )
+    config_file = write_config(tmp_path / "gitstore.yaml", config)
     js = nc.jetstream()
     event = make_event(1)
     async with running(config, [PLANNER, MARKDOWN_COMPILER]):
@@ -209,8 +209,11 @@ async def test_retries_dead_letter_and_requeue_are_audited(
             lambda found: AuditDecision.DEAD_LETTERED in decisions(found),
             what="the dead letter's audit record",
         )
-    # With no worker running, an operator puts it back.
-    await requeue_dead_letter(js, topology, entry.letter.id, by="ada")
+    # With no worker running, an operator puts it back (a process without a tracer).
+    code, out = await cli(
+        "dlq", "requeue", entry.letter.id, "--by", "ada", "--config", str(config_file)
+    )
+    assert code == 0, out
     records = await audit_records(nc, topology, event.event_id)
 
     key = entry.letter.idempotency_key

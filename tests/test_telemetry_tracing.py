@@ -7,7 +7,7 @@ from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
-from gitstore_agents.telemetry import _setup, destination, extract, inject, tracer
+from gitstore_agents.telemetry import _setup, destination, extract, inject, message_ids, tracer
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
@@ -34,6 +34,14 @@ def test_malformed_traceparent_starts_a_new_trace(value: str) -> None:
     context = trace.get_current_span(extract({"traceparent": value})).get_span_context()
     assert not context.is_valid
     assert not trace.get_current_span(extract(None)).get_span_context().is_valid
+    assert message_ids({"traceparent": value}) == (None, None)
+
+
+def test_message_ids_are_those_of_the_traceparent() -> None:
+    assert message_ids({"TraceParent": TRACEPARENT}) == (
+        "4bf92f3577b34da6a3ce929d0e0e4736",
+        "00f067aa0ba902b7",
+    )
 
 
 def test_inject_writes_the_current_span() -> None:

@@ -42,7 +42,14 @@ from ..envelopes import (
 )
 from ..errors import GitStoreAgentsError
 from ..guardrails import Outbound, PublishBoundary, PublishRefusedError
-from ..telemetry import annotate, audit_message, continue_trace, current_ids, inject
+from ..telemetry import (
+    annotate,
+    audit_message,
+    continue_trace,
+    current_ids,
+    inject,
+    message_ids,
+)
 from ._decision import Decision, Settle
 from ._delivery import Delivery
 from ._errors import LedgerUnavailableError, PublishFailedError
@@ -460,6 +467,9 @@ async def _audit_requeue(
     )
     with continue_trace(original.headers, f"requeue {letter.kind}"):
         trace_id, span_id = current_ids()
+        if trace_id is None:
+            # No SDK in this process (a CLI run): the original's own ids will do.
+            trace_id, span_id = message_ids(original.headers)
         message = audit_message(
             decision,
             topology.subjects,

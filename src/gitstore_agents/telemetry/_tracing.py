@@ -103,6 +103,14 @@ def current_ids() -> tuple[str | None, str | None]:
     return format(context.trace_id, "032x"), format(context.span_id, "016x")
 
 
+def message_ids(headers: Mapping[str, str] | None) -> tuple[str | None, str | None]:
+    """``(trace id, span id)`` a message's ``traceparent`` carries, or Nones."""
+    context = trace.get_current_span(extract(headers)).get_span_context()
+    if not context.is_valid:
+        return None, None
+    return format(context.trace_id, "032x"), format(context.span_id, "016x")
+
+
 def destination(subject: str) -> str:
     """The low-cardinality form of ``subject`` used in span names.
 
