@@ -317,6 +317,10 @@ class StatusService:
         await service.add_endpoint(
             name="key", subject=status_subject(self._prefix, "key"), handler=self._key
         )
+        # The server has every subscription once this returns (nats-py's own
+        # flush in add_service does not reliably cover them: 5% of requests
+        # right after start found no responders without this one).
+        await self._nc.flush()
         self._service = service
 
     async def stop(self) -> None:
