@@ -54,6 +54,7 @@ _UUID = re.compile(UUID_PATTERN)
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _TERMINAL = frozenset({"succeeded", "failed", "dead-lettered", "refused"})
 _ENCODER = msgspec.json.Encoder(order="sorted")
+_STOP_TIMEOUT_S = 2.0
 _Request = TypeVar("_Request", bound=msgspec.Struct)
 
 
@@ -324,10 +325,12 @@ class StatusService:
         self._service = service
 
     async def stop(self) -> None:
-        """Unregister (in-flight requests are answered)."""
+        """Unregister (in-flight requests are answered; bounded if NATS is gone)."""
         if self._service is not None and not self._nc.is_closed:
+            # Each subscription's drain is a round trip: without a server it
+            # would wait for nats-py's flush timeout, once per subscription.
             with contextlib.suppress(Exception):
-                await self._service.stop()
+                await asyncio.wait_for(self._service.stop(), timeout=_STOP_TIMEOUT_S)
         self._service = None
 
     async def _event(self, request: Request) -> None:
