@@ -76,6 +76,7 @@ def topology() -> Topology:
         validation_stream=f"T{tag}_VALIDATION",
         failures_stream=f"T{tag}_FAILURES",
         advisories_stream=f"T{tag}_ADVISORIES",
+        audit_stream=f"T{tag}_AUDIT",
         ledger_bucket=f"t{tag}-runs",
         modules_bucket=f"t{tag}-modules",
         content_bucket=f"t{tag}-content",

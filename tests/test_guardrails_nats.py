@@ -29,11 +29,13 @@ from gitstore_agents.config import (
     Topology,
 )
 from gitstore_agents.consumers import LogObserver, RunState, list_dead_letters, plan_tasks
+from gitstore_agents.consumers._status import ask_status, ping_status, status_subject
 from gitstore_agents.embedded import NatsServer, nats_server_binary
 from gitstore_agents.envelopes import AuditDecision, Limits, Stage, canonical_json, headers
 from gitstore_agents.guardrails import (
     IDENTITIES,
     PROVISIONER,
+    STATUS_PROBE,
     NatsUser,
     authorization_config,
     load_policy,
@@ -195,6 +197,19 @@ async def test_each_role_runs_the_success_path_with_its_own_credentials(
             "markdown.compile",
         ]
         assert await diagnostics(js, TOPOLOGY) == []
+        # The status service the workers serve answers the helm-test identity, and
+        # can read the ledger and the audit trail under the workers' own permissions.
+        probe = await secure.connect(STATUS_PROBE)
+        assert await ping_status(probe, TOPOLOGY.prefix, timeout_s=5.0) is not None
+        reply = await ask_status(
+            probe,
+            status_subject(TOPOLOGY.prefix, "event"),
+            {"event_id": make_event(1).event_id},
+            timeout_s=5.0,
+        )
+        answer = json.loads(reply.data)
+        assert answer["found"] is True
+        assert len(answer["tasks"]) == 3
         assert [r.violations.total for r in runtimes] == [0, 0, 0, 0]
 
 

@@ -167,8 +167,8 @@ its own context (only .Release is shared with ours), so it depends on the releas
 prefix). Output JSON {events, tasks, advisories, streams: [every stream], ledger, modules,
 content}. When the worker's Topology.stream_configs() gains a stream, add it to `streams`. */}}
 {{- define "gitstore-agents.topologyNames" -}}
-{{- $streams := list "GITSTORE_EVENTS" "GITSTORE_TASKS" "GITSTORE_VALIDATION" "GITSTORE_FAILURES" "GITSTORE_ADVISORIES" }}
-{{- dict "events" "GITSTORE_EVENTS" "tasks" "GITSTORE_TASKS" "advisories" "GITSTORE_ADVISORIES" "streams" $streams "ledger" "gitstore-runs" "modules" "gitstore-modules" "content" "gitstore-content" | toJson }}
+{{- $streams := list "GITSTORE_EVENTS" "GITSTORE_TASKS" "GITSTORE_VALIDATION" "GITSTORE_FAILURES" "GITSTORE_ADVISORIES" "GITSTORE_AUDIT" }}
+{{- dict "events" "GITSTORE_EVENTS" "tasks" "GITSTORE_TASKS" "advisories" "GITSTORE_ADVISORIES" "audit" "GITSTORE_AUDIT" "streams" $streams "ledger" "gitstore-runs" "modules" "gitstore-modules" "content" "gitstore-content" | toJson }}
 {{- end }}
 
 {{/*
@@ -186,7 +186,8 @@ Per role R (prefix P, the policy's kinds K and publishes_tasks F of R):
             CONSUMER.MSG.NEXT, CONSUMER.INFO and acks $JS.ACK.<stream>.<durable>.> (also in the
             v2 form $JS.ACK.*.*.<stream>.<durable>.>); STREAM.INFO of every stream and bucket;
             STREAM.MSG.GET of its input stream (dead letters read the original); the ledger KV
-            (writes $KV.<ledger>.>, reads STREAM.MSG.GET); object store reads (STREAM.NAMES,
+            (writes $KV.<ledger>.>, reads STREAM.MSG.GET); DIRECT.GET of the audit stream (the
+            status service reads audit trails); object store reads (STREAM.NAMES,
             STREAM.MSG.GET, CONSUMER.CREATE, flow control $JS.FC) of the modules and content stores;
   subscribe its inbox _INBOX_R.>, the status service's $SRV.> and P.status.>; allow_responses.
 Nothing else: no stream/consumer deletion, no purge, no other role's or the control plane's
@@ -223,7 +224,7 @@ subjects.
 {{- range $s := $allStreams }}
 {{- $pub = append $pub (printf "%s.STREAM.INFO.%s" $api $s) }}
 {{- end }}
-{{- $pub = concat $pub (list (printf "%s.STREAM.MSG.GET.%s" $api $input) (printf "$KV.%s.>" $t.ledger) (printf "%s.STREAM.MSG.GET.%s" $api $ledger) (printf "%s.STREAM.NAMES" $api)) }}
+{{- $pub = concat $pub (list (printf "%s.STREAM.MSG.GET.%s" $api $input) (printf "$KV.%s.>" $t.ledger) (printf "%s.STREAM.MSG.GET.%s" $api $ledger) (printf "%s.STREAM.NAMES" $api) (printf "%s.DIRECT.GET.%s" $api $t.audit)) }}
 {{- range $o := $objects }}
 {{- $pub = concat $pub (list (printf "%s.STREAM.MSG.GET.%s" $api $o) (printf "%s.CONSUMER.CREATE.%s" $api $o) (printf "$JS.FC.%s.>" $o)) }}
 {{- end }}

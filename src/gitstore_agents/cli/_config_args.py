@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from ..config import CONFIG_ENV, Config, load_config
+from ..telemetry import LOG_LEVEL_ENV
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,7 +18,11 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help=f"YAML configuration (default: ${CONFIG_ENV}; built-in defaults without one)",
     )
-    parser.add_argument("--log-level", default="INFO", help="log level (default: %(default)s)")
+    parser.add_argument(
+        "--log-level",
+        default=os.environ.get(LOG_LEVEL_ENV, "INFO"),
+        help=f"log level (default: ${LOG_LEVEL_ENV} or INFO)",
+    )
 
 
 def config_from(args: argparse.Namespace) -> Config:

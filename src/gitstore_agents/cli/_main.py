@@ -7,7 +7,19 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import GitStoreAgentsError
-from . import _dev, _dlq, _modules, _policy, _provision, _replay, _sandbox, _schema, _worker
+from . import (
+    _dev,
+    _dlq,
+    _modules,
+    _policy,
+    _provision,
+    _replay,
+    _sandbox,
+    _schema,
+    _status,
+    _trace,
+    _worker,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     _sandbox.register(commands)
     _schema.register(commands)
     _policy.register(commands)
+    _trace.register(commands)
+    _status.register(commands)
     return parser
 
 

@@ -34,6 +34,7 @@ class Topology(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         advisories_stream: Stream capturing JetStream's max-deliveries
             advisories for our streams, so dead letters survive a moment
             with no worker running (core NATS advisories would be lost).
+        audit_stream: Append-only stream of audit records (delete and purge denied).
         ledger_bucket: KV bucket of the idempotency ledger.
         modules_bucket: Object store of WASI modules, by digest.
         content_bucket: Object store of large task inputs, by digest.
@@ -49,6 +50,7 @@ class Topology(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     validation_stream: str = "GITSTORE_VALIDATION"
     failures_stream: str = "GITSTORE_FAILURES"
     advisories_stream: str = "GITSTORE_ADVISORIES"
+    audit_stream: str = "GITSTORE_AUDIT"
     ledger_bucket: str = "gitstore-runs"
     modules_bucket: str = "gitstore-modules"
     content_bucket: str = "gitstore-content"
@@ -68,6 +70,7 @@ class Topology(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             "VALIDATION": self.validation_stream,
             "FAILURES": self.failures_stream,
             "ADVISORIES": self.advisories_stream,
+            "AUDIT": self.audit_stream,
         }
         return aliases.get(name.upper(), name)
 
@@ -95,8 +98,18 @@ class Topology(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             self._stream(self.validation_stream, [s.validation_all()]),
             self._stream(self.failures_stream, [s.failures_all(), s.dead_letters_all()]),
             advisory,
-            # Issue 7 adds GITSTORE_AUDIT here (<prefix>.audit.>, deny_delete, deny_purge).
+            self._audit_stream(),
         ]
+
+    def _audit_stream(self) -> StreamConfig:
+        # Append-only: the server refuses message deletes and purges, so the
+        # trail cannot be edited through the API. Direct gets let the status
+        # service and `trace` read one event's records with a single request.
+        audit = self._stream(self.audit_stream, [self.subjects.audit_all()])
+        audit.deny_delete = True
+        audit.deny_purge = True
+        audit.allow_direct = True
+        return audit
 
     def _stream(self, name: str, subjects: list[str]) -> StreamConfig:
         return StreamConfig(

@@ -10,6 +10,9 @@ advisory store one dead letter.
 
 ``gitstore-agents dlq requeue ID`` republishes the original message (fetched by
 stream sequence) and records the requeue on ``<prefix>.dlq._requeued``.
+
+Both decisions (``dead-lettered``, ``requeued``) join the original message's
+trace and are audited under its git event.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from ..envelopes import (
     AuditDecision,
     DeadLetter,
     GitEvent,
+    Stage,
     Subjects,
     TaskRequest,
     canonical_json,
@@ -38,6 +42,14 @@ from ..envelopes import (
 )
 from ..errors import GitStoreAgentsError
 from ..guardrails import Outbound, PublishBoundary, PublishRefusedError
+from ..telemetry import (
+    annotate,
+    audit_message,
+    continue_trace,
+    current_ids,
+    inject,
+    message_ids,
+)
 from ._decision import Decision, Settle
 from ._delivery import Delivery
 from ._errors import LedgerUnavailableError, PublishFailedError
@@ -166,13 +178,12 @@ class DeadLetterWriter:
                 reason=repr(exc),
             )
         try:
-            letter = await self._dead_letter(advisory, original)
+            letter, event_id = await self._dead_letter(advisory, original)
         except LedgerUnavailableError as exc:
             return Decision(
                 settle=Settle.NAK, nak_delay_s=_RETRY_DELAY_S, code=exc.code, reason=exc.message
             )
-        record = self._record(advisory, letter)
-        trail = list(self._observer.decided(record))
+        annotate(role=self._role, event_id=event_id, idempotency_key=letter.idempotency_key)
         message = Outbound(
             subject=self._topology.subjects.dead_letter(letter.kind),
             payload=canonical_json(letter),
@@ -181,14 +192,21 @@ class DeadLetterWriter:
                 headers.CONTENT_TYPE: headers.JSON,
             },
         )
-        try:
-            await publish_confirmed(
-                self._boundary, [message, *trail], timeout_s=self._publish_timeout_s
-            )
-        except (PublishFailedError, PublishRefusedError) as exc:
-            return Decision(
-                settle=Settle.NAK, nak_delay_s=_RETRY_DELAY_S, code=exc.code, reason=exc.message
-            )
+        # The advisory carries no trace; the message it is about does.
+        original_headers = original.headers if original is not None else None
+        with continue_trace(original_headers, f"dead-letter {letter.kind}"):
+            trail = list(self._observer.decided(self._record(advisory, letter, event_id)))
+            try:
+                await publish_confirmed(
+                    self._boundary, [message, *trail], timeout_s=self._publish_timeout_s
+                )
+            except (PublishFailedError, PublishRefusedError) as exc:
+                return Decision(
+                    settle=Settle.NAK,
+                    nak_delay_s=_RETRY_DELAY_S,
+                    code=exc.code,
+                    reason=exc.message,
+                )
         if letter.idempotency_key is not None:
             # The dead letter is stored; the ledger state is only informational.
             with contextlib.suppress(LedgerUnavailableError):
@@ -199,8 +217,9 @@ class DeadLetterWriter:
 
     async def _dead_letter(
         self, advisory: MaxDeliveriesAdvisory, original: RawStreamMsg | None
-    ) -> DeadLetter:
-        kind, namespace, key = self._kinds[0], "", None
+    ) -> tuple[DeadLetter, str | None]:
+        """The dead letter for ``advisory`` and the git event its message descends from."""
+        kind, namespace, key, event_id = self._kinds[0], "", None, None
         name = dead_letter_id(advisory.stream, advisory.stream_seq)
         subject = (original.subject or "") if original is not None else ""
         data = (original.data or b"") if original is not None else b""
@@ -210,6 +229,7 @@ class DeadLetterWriter:
             if advisory.stream == self._topology.events_stream:
                 event = decode(data, GitEvent)
                 kind, namespace, name = GIT_PUSH, event.repository_id, event.event_id
+                event_id = event.event_id
             else:
                 task = decode(data, TaskRequest)
                 kind, namespace, name, key = (
@@ -218,6 +238,7 @@ class DeadLetterWriter:
                     task.task_id,
                     task.idempotency_key,
                 )
+                event_id = task.source_event_id
         except GitStoreAgentsError:
             kind = _kind_from_subject(subject, self._topology.subjects) or kind
         if kind not in self._kinds:
@@ -231,7 +252,7 @@ class DeadLetterWriter:
                     f"{record.worker_id} (lease until {record.lease_until})"
                 )
                 last_attempt_at = record.started_at or last_attempt_at
-        return DeadLetter(
+        letter = DeadLetter(
             id=dead_letter_id(advisory.stream, advisory.stream_seq),
             kind=kind,
             namespace=namespace,
@@ -247,8 +268,11 @@ class DeadLetterWriter:
             subject=subject,
             idempotency_key=key,
         )
+        return letter, event_id
 
-    def _record(self, advisory: MaxDeliveriesAdvisory, letter: DeadLetter) -> DecisionRecord:
+    def _record(
+        self, advisory: MaxDeliveriesAdvisory, letter: DeadLetter, event_id: str | None
+    ) -> DecisionRecord:
         return DecisionRecord(
             decision=AuditDecision.DEAD_LETTERED,
             role=self._role,
@@ -258,11 +282,12 @@ class DeadLetterWriter:
             stream=advisory.stream,
             stream_seq=advisory.stream_seq,
             attempt=advisory.deliveries,
-            event_id=letter.name if letter.kind == GIT_PUSH else None,
+            event_id=event_id,
             idempotency_key=letter.idempotency_key,
             task_id=letter.name if letter.kind != GIT_PUSH else None,
             kind=letter.kind,
             refs={"dead_letter": letter.id},
+            stage=Stage.DEAD_LETTER,
             at=rfc3339(utc_now()),
         )
 
@@ -400,4 +425,61 @@ async def requeue_dead_letter(
             headers.CONTENT_TYPE: headers.JSON,
         },
     )
+    await _audit_requeue(js, topology, letter, original, record)
     return record
+
+
+REQUEUE_ROLE = "operator"
+"""Role of ``requeued`` audit records (a person or tool, not a worker role)."""
+
+
+async def _audit_requeue(
+    js: JetStreamContext,
+    topology: Topology,
+    letter: DeadLetter,
+    original: RawStreamMsg,
+    record: RequeueRecord,
+) -> None:
+    """Audit the requeue under the original's git event, in the original's trace."""
+    event_id: str | None = letter.name if letter.kind == GIT_PUSH else None
+    task: TaskRequest | None = None
+    with contextlib.suppress(GitStoreAgentsError):
+        task = decode(original.data or b"", TaskRequest)
+        event_id = task.source_event_id
+    decision = DecisionRecord(
+        decision=AuditDecision.REQUEUED,
+        role=REQUEUE_ROLE,
+        worker_id=record.by,
+        reason=f"dead letter {letter.id} requeued by {record.by}",
+        stream=letter.stream,
+        stream_seq=letter.stream_seq,
+        event_id=event_id,
+        idempotency_key=letter.idempotency_key,
+        task_id=task.task_id if task is not None else None,
+        kind=letter.kind,
+        refs={
+            "dead_letter": letter.id,
+            "requeued_stream": record.stream,
+            "requeued_seq": str(record.stream_seq),
+            "msg_id": record.msg_id,
+        },
+        at=record.requeued_at,
+    )
+    with continue_trace(original.headers, f"requeue {letter.kind}"):
+        trace_id, span_id = current_ids()
+        if trace_id is None:
+            # No SDK in this process (a CLI run): the original's own ids will do.
+            trace_id, span_id = message_ids(original.headers)
+        message = audit_message(
+            decision,
+            topology.subjects,
+            trace_id=trace_id,
+            span_id=span_id,
+            msg_id=f"audit:requeued:{letter.id}:{record.stream_seq}",
+        )
+        if message is not None:
+            await js.publish(
+                message.subject,
+                message.payload,
+                headers=inject(dict(message.headers)),
+            )

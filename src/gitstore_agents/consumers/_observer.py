@@ -53,6 +53,8 @@ class DecisionRecord(msgspec.Struct, frozen=True, kw_only=True):
         task_id: Task id, when the input is a task.
         kind: Task kind (``git.push`` for events).
         refs: Digests and sequences that explain the decision.
+        stage: Pipeline stage a failure or retry happened in.
+        stderr_tail: Last lines the module wrote to stderr (failures of a run).
         at: When (RFC 3339, UTC).
     """
 
@@ -69,6 +71,8 @@ class DecisionRecord(msgspec.Struct, frozen=True, kw_only=True):
     task_id: str | None = None
     kind: str | None = None
     refs: dict[str, str] = msgspec.field(default_factory=dict)
+    stage: str | None = None
+    stderr_tail: tuple[str, ...] = ()
     at: str = ""
 
 
@@ -109,7 +113,7 @@ class LogObserver:
         fields = {
             k: v
             for k, v in msgspec.structs.asdict(record).items()
-            if v not in (None, "", {}) and k not in ("decision", "at")
+            if v not in (None, "", {}, ()) and k not in ("decision", "at", "stderr_tail")
         }
         getattr(log, _LEVELS.get(record.decision, "info"))(str(record.decision), **fields)
         return ()

@@ -30,6 +30,7 @@ from ..envelopes import (
 )
 from ..errors import GitStoreAgentsError
 from ..guardrails import Outbound, PublishBoundary, PublishRefusedError
+from ..telemetry import PLANNED_REF, annotate, planned_ref
 from ._decision import Decision, Settle
 from ._delivery import Delivery
 from ._errors import PublishFailedError
@@ -153,19 +154,44 @@ class PlannerHandler:
     async def __call__(self, delivery: Delivery) -> Decision:
         """Plan the tasks of one git event delivery and publish them."""
         trail: list[Outbound] = []
+        annotate(role=self._role)
         with self._observer.stage(Stage.DECODE, delivery):
             try:
                 event, tasks = await self.plan(delivery)
             except GitStoreAgentsError as exc:
                 if exc.retryable:
                     # An unreachable content store may answer later; nothing else will.
-                    delay = retry_delay_s(self._backoff_s, delivery.num_delivered)
-                    return Decision(
-                        settle=Settle.NAK, nak_delay_s=delay, code=exc.code, reason=exc.message
+                    return await self._retry(
+                        delivery, _event_id(delivery.data), exc.code, exc.message, Stage.DECODE
                     )
                 return await self._permanent(delivery, trail, exc)
+        annotate(event_id=event.event_id)
         trail += self._decide(
-            delivery, AuditDecision.EVENT_RECEIVED, event_id=event.event_id, refs={}
+            delivery,
+            AuditDecision.EVENT_RECEIVED,
+            event_id=event.event_id,
+            refs={
+                "repository_id": event.repository_id,
+                "new_commit_sha": event.new_commit_sha,
+                "changed_paths": str(len(event.changed_paths)),
+                "blobs": str(len(event.blobs)),
+            },
+        )
+        received = list(trail)
+        # Decided before the publish and stored with the tasks: the record
+        # lists every task, so `trace` and the status API know them before
+        # they run.
+        trail += self._decide(
+            delivery,
+            AuditDecision.TASKS_PLANNED,
+            event_id=event.event_id,
+            refs={
+                "tasks": str(len(tasks)),
+                **{
+                    f"{PLANNED_REF}{t.task_id}": planned_ref(t.kind, t.idempotency_key, t.path)
+                    for t in tasks
+                },
+            },
         )
         outbound = [
             Outbound(
@@ -181,28 +207,37 @@ class PlannerHandler:
                     self._boundary, [*outbound, *trail], timeout_s=self._publish_timeout_s
                 )
             except PublishRefusedError as exc:
-                # Refused by the boundary or the server: retrying cannot help.
-                return await self._permanent(delivery, trail, exc, stage=Stage.PUBLISH)
+                # Refused by the boundary or the server: retrying cannot help. The
+                # tasks-planned record was not stored, so it is not filed either.
+                return await self._permanent(delivery, received, exc, stage=Stage.PUBLISH)
             except PublishFailedError as exc:
-                delay = retry_delay_s(self._backoff_s, delivery.num_delivered)
-                self._decide(
-                    delivery,
-                    AuditDecision.RETRIED,
-                    event_id=event.event_id,
-                    code=exc.code,
-                    reason=exc.message,
-                    refs={"retry_in_s": f"{delay:g}"},
+                return await self._retry(
+                    delivery, event.event_id, exc.code, exc.message, Stage.PUBLISH
                 )
-                return Decision(
-                    settle=Settle.NAK, nak_delay_s=delay, code=exc.code, reason=exc.message
-                )
-        self._decide(
-            delivery,
-            AuditDecision.TASKS_PLANNED,
-            event_id=event.event_id,
-            refs={"tasks": str(len(tasks))},
-        )
         return Decision(settle=Settle.ACK, reason=f"{len(tasks)} tasks")
+
+    async def _retry(
+        self, delivery: Delivery, event_id: str | None, code: str, message: str, stage: Stage
+    ) -> Decision:
+        """Record the retry (best effort: NATS may be what failed) and nak with backoff."""
+        delay = retry_delay_s(self._backoff_s, delivery.num_delivered)
+        trail = self._decide(
+            delivery,
+            AuditDecision.RETRIED,
+            event_id=event_id,
+            code=code,
+            reason=message,
+            refs={"retry_in_s": f"{delay:g}"},
+            stage=stage,
+        )
+        if trail:
+            try:
+                await publish_confirmed(
+                    self._boundary, trail, timeout_s=self._publish_timeout_s, span=False
+                )
+            except (PublishFailedError, PublishRefusedError) as exc:
+                log.warning("decision records not stored", error=str(exc))
+        return Decision(settle=Settle.NAK, nak_delay_s=delay, code=code, reason=message)
 
     async def _permanent(
         self,
@@ -213,8 +248,14 @@ class PlannerHandler:
         stage: Stage = Stage.DECODE,
     ) -> Decision:
         event_id = _event_id(delivery.data)
+        annotate(event_id=event_id)
         trail += self._decide(
-            delivery, AuditDecision.FAILED, event_id=event_id, code=exc.code, reason=exc.message
+            delivery,
+            AuditDecision.FAILED,
+            event_id=event_id,
+            code=exc.code,
+            reason=exc.message,
+            stage=stage,
         )
         diagnostic = FailureDiagnostic(
             kind=GIT_PUSH,
@@ -239,10 +280,7 @@ class PlannerHandler:
                 self._boundary, [message, *trail], timeout_s=self._publish_timeout_s
             )
         except (PublishFailedError, PublishRefusedError) as failed:
-            delay = retry_delay_s(self._backoff_s, delivery.num_delivered)
-            return Decision(
-                settle=Settle.NAK, nak_delay_s=delay, code=failed.code, reason=failed.message
-            )
+            return await self._retry(delivery, event_id, failed.code, failed.message, Stage.PUBLISH)
         return Decision(settle=Settle.TERM, code=exc.code, reason=exc.message)
 
     def _decide(
@@ -254,6 +292,7 @@ class PlannerHandler:
         code: str = "ok",
         reason: str = "",
         refs: dict[str, str] | None = None,
+        stage: Stage | None = None,
     ) -> list[Outbound]:
         record = DecisionRecord(
             decision=decision,
@@ -267,6 +306,7 @@ class PlannerHandler:
             event_id=event_id,
             kind=GIT_PUSH,
             refs=refs or {},
+            stage=stage,
             at=rfc3339(utc_now()),
         )
         return list(self._observer.decided(record))

@@ -1,18 +1,30 @@
-"""Publish through the role's boundary and wait, bounded, for every PubAck."""
+"""Publish through the role's boundary and wait, bounded, for every PubAck.
+
+Each batch is one ``send`` span; its trace context goes into every message
+that does not carry one yet, so whoever consumes a task, a validation request
+or a diagnostic continues the trace it came from.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
 
+import msgspec
 from nats.js.api import PubAck
 
+from ..envelopes import headers as hdr
 from ..guardrails import Outbound, PublishBoundary, PublishDeniedError, PublishRefusedError
+from ..telemetry import coalesce_audit, inject, send_span
 from ._errors import PublishFailedError
 
 
 async def publish_confirmed(
-    boundary: PublishBoundary, messages: Sequence[Outbound], *, timeout_s: float
+    boundary: PublishBoundary,
+    messages: Sequence[Outbound],
+    *,
+    timeout_s: float,
+    span: bool = True,
 ) -> list[PubAck]:
     """Publish ``messages`` asynchronously, then wait once for all their PubAcks.
 
@@ -20,8 +32,17 @@ async def publish_confirmed(
     disconnect would wait forever), so the wait is bounded and a missing PubAck
     is a failed publish: the caller must not settle its input as done.
 
+    Args:
+        boundary: The role's publish boundary.
+        messages: What to publish.
+        timeout_s: Bound on waiting for the PubAcks.
+        span: Publish inside a ``send`` span (False for audit records alone:
+            they carry their decision's span ids, and the current context is
+            still injected).
+
     Returns:
-        The PubAcks, in the order of ``messages``.
+        The PubAcks, in the order of ``messages`` as sent: consecutive audit
+        records are sent as one message (``coalesce_audit``), so they share one.
 
     Raises:
         PublishRefusedError: a subject is outside the role's boundary (permanent).
@@ -31,6 +52,29 @@ async def publish_confirmed(
     """
     if not messages:
         return []
+    messages = coalesce_audit(messages)
+    if not span:
+        return await _publish(boundary, _traced(messages), timeout_s)
+    # A failure propagating out of the span is recorded on it (error status).
+    with send_span([m.subject for m in messages], [m.headers.get(hdr.MSG_ID) for m in messages]):
+        return await _publish(boundary, _traced(messages), timeout_s)
+
+
+def _traced(messages: Sequence[Outbound]) -> list[Outbound]:
+    carrier = inject({})
+    if not carrier:
+        return list(messages)
+    return [
+        m
+        if hdr.get_header(m.headers, hdr.TRACEPARENT)
+        else msgspec.structs.replace(m, headers={**m.headers, **carrier})
+        for m in messages
+    ]
+
+
+async def _publish(
+    boundary: PublishBoundary, messages: Sequence[Outbound], timeout_s: float
+) -> list[PubAck]:
     since = boundary.clock()
     futures: list[asyncio.Future[PubAck]] = []
     try:

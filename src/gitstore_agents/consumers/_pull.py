@@ -10,6 +10,9 @@ JetStream answers a pull request on our inbox with messages and status
 messages: ``100`` idle heartbeat, ``408`` request expired, ``404`` no messages,
 ``409`` consumer deleted / leadership change / too many waiting requests,
 ``400`` bad request, ``503`` no JetStream responder (consumer missing).
+
+Each pull request that delivers messages is a ``receive`` span linking to
+every message it delivered; its size goes to the fetch batch size histogram.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from collections.abc import Awaitable, Callable
 import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+
+from ..telemetry import ReceiveBatch
 
 log = structlog.get_logger(__name__)
 
@@ -90,6 +95,7 @@ class PullConsumer:
         self._paused_until = 0.0
         self.bound = False
         self.requests = 0
+        self._receive = ReceiveBatch(stream, durable)
 
     def wake(self) -> None:
         """Capacity changed or the connection came back: reconsider the next request."""
@@ -98,6 +104,7 @@ class PullConsumer:
     def forget_request(self) -> None:
         """Treat the open request as lost (after a reconnect the server may not have it)."""
         self._outstanding = 0
+        self._receive.done()
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -124,6 +131,7 @@ class PullConsumer:
                         silent_s=round(now - self._last_seen, 2),
                     )
                     self._outstanding = 0
+                    self._receive.done()
                 if not self._outstanding and now >= self._paused_until:
                     await self._request(now)
                 # Wake on any message/status/capacity change, else at the next heartbeat.
@@ -144,6 +152,7 @@ class PullConsumer:
         finally:
             # Without our inbox's interest the server drops the open request,
             # so nothing more is delivered to a worker that stopped listening.
+            self._receive.done()
             self.bound = False
             if not self._nc.is_closed:
                 await sub.unsubscribe()
@@ -167,6 +176,7 @@ class PullConsumer:
         self._requested_at = now
         self._last_seen = now
         self.requests += 1
+        self._receive.requested()
         await self._nc.publish(self._next_subject, json.dumps(request).encode(), reply=self._inbox)
 
     async def _on_inbox(self, msg: Msg) -> None:
@@ -178,6 +188,9 @@ class PullConsumer:
             # real work all the same, and the worker bounds how much runs at once.
             self._outstanding = max(self._outstanding - 1, 0)
             self.bound = True
+            self._receive.received(msg.headers)
+            if not self._outstanding:
+                self._receive.done()
             self._on_message(msg)
         elif status == "100":
             self.bound = True
@@ -185,12 +198,14 @@ class PullConsumer:
         elif status in ("404", "408"):
             self.bound = True
             self._outstanding = 0
+            self._receive.done()
         elif status == "503":
             self._outstanding = 0
             self._consumer_missing = True
         else:
             description = (msg.headers or {}).get("Description", "")
             self._outstanding = 0
+            self._receive.done()
             if "Consumer Deleted" in description:
                 self._consumer_missing = True
             elif status == "409":

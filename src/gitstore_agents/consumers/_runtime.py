@@ -2,7 +2,8 @@
 
 * **start**: health server up (``/healthz`` answers at once), connect with
   unlimited reconnects, provision or verify the topology, resolve module
-  digests and compile (warm) every module the roles may run, bind consumers.
+  digests and compile (warm) every module the roles may run, bind consumers,
+  register the status micro service (``<prefix>.status.*``).
 * **serve**: one ``PullWorker`` per role plus a dead-letter writer per role.
   ``/readyz`` is 200 only while connected, every consumer is bound and the
   process is not draining. Disconnects and server restarts are ridden out:
@@ -50,6 +51,7 @@ from ..guardrails import (
     publish_subjects,
 )
 from ..sandbox import ModuleRegistry, ModuleStore, Sandbox, default_cache_dir
+from ..telemetry import TelemetryObserver, metrics_text, setup_telemetry
 from ._connect import connect_options
 from ._dead_letters import DeadLetterWriter
 from ._decision import Handler
@@ -58,9 +60,10 @@ from ._follow_ups import FollowUpSpec
 from ._health import HealthServer
 from ._ledger import Ledger
 from ._modules import ModuleLoader
-from ._observer import LogObserver, Observer
+from ._observer import Observer
 from ._planner import PlannerHandler
 from ._stages import Admission, KindAllowance, OutputCheck
+from ._status import StatusReader, StatusService
 from ._task_handler import TaskHandler, TaskSettings
 from ._topology import ConsumerSpec, dead_letter_consumer, provision, role_consumer, verify
 from ._worker import PullWorker, WorkerSettings
@@ -90,7 +93,8 @@ class Runtime:
     Args:
         config: The validated configuration.
         roles: Roles to run (default: every configured role).
-        observer: Receives every decision (default: logs and counters).
+        observer: Receives every decision (default: ``TelemetryObserver``: logs,
+            metrics, span events and audit records).
         admission: Builds each role's admission stage (default: ``PolicyAdmission``).
         output_check: The output check (default: ``PolicyOutputCheck``).
         policy: The guardrail policy (default: ``config.policy_file``, else the
@@ -120,7 +124,9 @@ class Runtime:
         if missing:
             raise ConfigError(f"roles={missing} have no configuration under roles:")
         self.worker_id = config.worker_id or default_worker_id()
-        self.observer: Observer = observer or LogObserver()
+        # Real trace ids for every delivery; exporters only if OTEL_* asks.
+        setup_telemetry()
+        self.observer: Observer = observer or TelemetryObserver(config.topology.subjects)
         if policy is None:
             policy = (
                 load_policy(config.policy_file) if config.policy_file else default_policy(config)
@@ -139,6 +145,7 @@ class Runtime:
         self._sandbox: Sandbox | None = None
         self._executors: list[ThreadPoolExecutor] = []
         self._health: HealthServer | None = None
+        self._status: StatusService | None = None
         self._connected = False
         self._draining = False
         self._closing = False
@@ -198,10 +205,12 @@ class Runtime:
         try:
             if health.port is not None and self._health is None:
                 self._health = HealthServer(self.readiness, host=health.host, port=health.port)
+                self._health.route("/metrics", metrics_text)
                 await self._health.start()
             await self._connect(stop)
             await self._ensure_topology(stop)
             await self.build()
+            await self._start_status()
         except BaseException:
             # Leave nothing open behind a failed start (connection, threads, port).
             await self.close()
@@ -258,9 +267,12 @@ class Runtime:
             log.info("drained", settled=settled)
 
     async def close(self) -> None:
-        """Close the connection, wait for sandbox threads, stop the sandbox and health server."""
+        """Stop the status service and connection, wait for sandbox threads, stop the rest."""
         self._draining = True
         self._closing = True
+        if self._status is not None:
+            await self._status.stop()
+            self._status = None
         if self._nc is not None and not self._nc.is_closed:
             with contextlib.suppress(Exception):
                 await self._nc.close()
@@ -275,6 +287,19 @@ class Runtime:
             self._health = None
 
     # -- start ---------------------------------------------------------------
+
+    async def _start_status(self) -> None:
+        # Every worker answers status queries (one queue group), so the API is
+        # up whenever any worker is.
+        assert self.ledger is not None
+        reader = StatusReader(
+            self.nc,
+            self.config.topology,
+            self.ledger,
+            timeout_s=self.config.nats.request_timeout_s,
+        )
+        self._status = StatusService(self.nc, reader, self.config.topology, self.worker_id)
+        await self._status.start()
 
     async def _connect(self, stop: asyncio.Event) -> None:
         settings = self.config.nats
@@ -467,7 +492,9 @@ class Runtime:
             read=read,
             ledger=self.ledger,
             boundary=PublishBoundary(
-                js, [subjects.dead_letter(k) for k in kinds], violations=self.violations
+                js,
+                [*(subjects.dead_letter(k) for k in kinds), subjects.audit_all()],
+                violations=self.violations,
             ),
             topology=self.config.topology,
             observer=self.observer,

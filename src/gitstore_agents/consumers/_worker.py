@@ -6,6 +6,10 @@ and handlers return only after every result they produced has a PubAck. Long
 runs get in-progress acks so JetStream does not redeliver live work. Draining
 stops the pulls, lets in-flight work finish until the grace deadline, and
 naks (without delay) whatever is left so another worker takes it at once.
+
+Each delivery is handled and settled inside its ``process`` span (a child of
+the trace context the message carries); deliveries in flight and settlements
+by outcome are metrics.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ import msgspec
 import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from opentelemetry.trace import Span
 
+from ..telemetry import INSTRUMENTS, process_span, record_outcome, settle_span
 from ._decision import Decision, Handler, Settle
 from ._delivery import Delivery
 from ._pull import PullConsumer
@@ -179,6 +185,7 @@ class PullWorker:
         entry = _InFlight(msg, asyncio.get_running_loop().time())
         key = id(entry)
         self._inflight[key] = entry
+        INSTRUMENTS.in_flight.add(self.settings.durable)
         entry.task = asyncio.create_task(self._process(key, entry))
 
     async def _process(self, key: int, entry: _InFlight) -> None:
@@ -186,8 +193,12 @@ class PullWorker:
         try:
             async with self._slots:
                 entry.running = True
-                decision = await self._handle(msg)
-            await self._settle(msg, decision)
+                with self._process_span(msg) as span:
+                    decision = await self._handle(msg)
+                    record_outcome(
+                        span, settle=decision.settle, code=decision.code, reason=decision.reason
+                    )
+                    await self._settle(msg, decision)
         except asyncio.CancelledError:
             # Aborted by the drain (or the process is going down): give the
             # message back for immediate redelivery elsewhere.
@@ -196,7 +207,23 @@ class PullWorker:
                 raise
         finally:
             self._inflight.pop(key, None)
+            INSTRUMENTS.in_flight.add(self.settings.durable, amount=-1)
             self.pull.wake()
+
+    def _process_span(self, msg: Msg) -> contextlib.AbstractContextManager[Span]:
+        try:
+            meta = msg.metadata
+            seq, attempt = meta.sequence.stream, meta.num_delivered
+        except Exception:
+            seq, attempt = 0, 0  # _handle reports the undecodable metadata
+        return process_span(
+            subject=msg.subject,
+            headers=msg.headers,
+            durable=self.settings.durable,
+            stream_seq=seq,
+            attempt=attempt,
+            size=len(msg.data),
+        )
 
     async def _handle(self, msg: Msg) -> Decision:
         try:
@@ -219,27 +246,34 @@ class PullWorker:
     async def _settle(self, msg: Msg, decision: Decision) -> None:
         try:
             if decision.settle is Settle.ACK:
+                # The common case gets no span of its own: the process span
+                # already says gitstore.settle=ack (a span costs ~15 us).
                 await msg.ack()
             elif decision.settle is Settle.TERM:
-                await msg.term()
+                with settle_span(msg.subject, "term", self.settings.durable):
+                    await msg.term()
             else:
                 delay = nak_delay_for(
                     decision.nak_delay_s,
                     self.settings.consumer_backoff_s,
                     msg.metadata.num_delivered,
                 )
-                await msg.nak(delay=delay or None)
+                with settle_span(msg.subject, "nak", self.settings.durable) as span:
+                    span.set_attribute("gitstore.nak_delay_s", delay)
+                    await msg.nak(delay=delay or None)
         except Exception as exc:
             # The ack never reaches the server: the message is redelivered and
             # the ledger turns the redelivery into a skip.
             log.warning("settle failed", role=self.settings.name, error=repr(exc))
             return
         self.settled[decision.settle] += 1
+        INSTRUMENTS.settled.add(self.settings.durable, decision.settle, decision.code)
 
     async def _nak_now(self, msg: Msg) -> None:
         with contextlib.suppress(Exception):
             await msg.nak()
             self.settled[Settle.NAK] += 1
+            INSTRUMENTS.settled.add(self.settings.durable, Settle.NAK, "handed-back")
 
     def _spawn_nak(self, msg: Msg) -> None:
         task = asyncio.create_task(self._nak_now(msg))

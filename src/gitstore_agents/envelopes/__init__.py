@@ -8,7 +8,7 @@ Python and in Go. ``docs/contracts.md`` is the reference for the Go side;
 """
 
 from . import _headers as headers
-from ._audit import AuditDecision, AuditRecord
+from ._audit import AuditBatch, AuditDecision, AuditRecord
 from ._canonical import (
     CanonicalFormError,
     canonical_digest,
@@ -80,6 +80,7 @@ __all__ = [
     "RESOURCE_KINDS",
     "SCHEMA_TYPES",
     "SUPPORTED_MAJOR",
+    "AuditBatch",
     "AuditDecision",
     "AuditRecord",
     "Blob",

@@ -1,4 +1,10 @@
-"""Audit records: one small, digest-referencing record per decision."""
+"""Audit records: one small, digest-referencing record per decision.
+
+A message on ``<prefix>.audit.<event_id>`` is an ``AuditBatch``: the records
+one delivery stored together (usually with the results they explain). One
+message per batch rather than per record matters on a single-node JetStream
+with ``sync_interval: always``, where every stored message costs an fsync.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,19 @@ from typing import Annotated
 
 import msgspec
 
-from ._types import Digest, Kind, Name, Positive, SchemaVersion, Text, Timestamp, Token, Uuid
+from ._failure import Stage
+from ._types import (
+    Code,
+    Digest,
+    Kind,
+    Name,
+    Positive,
+    SchemaVersion,
+    Text,
+    Timestamp,
+    Token,
+    Uuid,
+)
 
 SCHEMA_VERSION = "1.0"
 
@@ -49,6 +67,10 @@ class AuditRecord(msgspec.Struct, frozen=True, kw_only=True):
         role: The deciding role, e.g. ``planner``.
         worker_id: The deciding worker process.
         reason: Why, naming codes and limits (never payloads).
+        code: Stable code of the outcome (``ok``, an error or outcome code, a
+            ledger state for a skipped duplicate).
+        stage: Pipeline stage of a failure, refusal or retry.
+        stderr_tail: Last lines the module wrote to stderr, when a run failed.
         idempotency_key: The task's key, when the decision is about a task.
         task_id: The task's id.
         kind: The task's kind.
@@ -65,6 +87,9 @@ class AuditRecord(msgspec.Struct, frozen=True, kw_only=True):
     role: Token
     worker_id: Name
     reason: Text = ""
+    code: Code | None = None
+    stage: Stage | None = None
+    stderr_tail: list[Text] = msgspec.field(default_factory=list)
     idempotency_key: Digest | None = None
     task_id: Token | None = None
     kind: Kind | None = None
@@ -73,3 +98,15 @@ class AuditRecord(msgspec.Struct, frozen=True, kw_only=True):
     trace_id: TraceId | None = None
     span_id: SpanId | None = None
     at: Timestamp
+
+
+class AuditBatch(msgspec.Struct, frozen=True, kw_only=True):
+    """The audit records one message carries, in the order they were decided.
+
+    Attributes:
+        records: One or more records, all about the event in the subject.
+        schema_version: Contract version, ``1.0``.
+    """
+
+    records: Annotated[list[AuditRecord], msgspec.Meta(min_length=1)]
+    schema_version: SchemaVersion = SCHEMA_VERSION

@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from ._audit import AuditRecord
+from ._audit import AuditBatch, AuditRecord
 from ._catalog import CompiledResource, MdastNode, ValidationErrors
 from ._failure import DeadLetter, FailureDiagnostic
 from ._git_event import GitEvent
@@ -38,6 +38,7 @@ SCHEMA_TYPES: tuple[type[msgspec.Struct], ...] = (
     FailureDiagnostic,
     DeadLetter,
     AuditRecord,
+    AuditBatch,
     MarkdownInput,
     CatalogEnrichInput,
     ExtensionRunInput,

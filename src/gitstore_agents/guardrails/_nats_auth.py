@@ -232,6 +232,9 @@ def _role_permissions(policy: Policy, topology: Topology, role: str) -> Permissi
         # Reading modules and large inputs: nats-py looks the object stream up by
         # subject, reads the object's info, then its chunks through an ordered consumer.
         f"{api}.STREAM.NAMES",
+        # The status service every worker serves reads an event's audit trail with
+        # batched direct gets.
+        f"{api}.DIRECT.GET.{topology.audit_stream}",
     ]
     for name in (modules, content):
         publish += [

@@ -1,5 +1,101 @@
-"""Telemetry: logs (structlog); traces and metrics build on this package."""
+"""Telemetry: logs, traces, metrics and the audit trail.
 
-from ._logging import configure_logging
+* logs: structlog, JSON lines (``worker``) or console (``dev``), each line with
+  the current ``trace_id``/``span_id`` and the delivery's bound fields;
+* traces: OpenTelemetry spans after the messaging conventions, W3C trace
+  context extracted from every delivery and injected into every publish;
+* metrics: OpenTelemetry instruments, scraped from ``/metrics``;
+* audit: every decision as an ``AuditRecord`` on ``<prefix>.audit.<event_id>``,
+  read back as an event's story (``gitstore-agents trace``).
 
-__all__ = ["configure_logging"]
+This package sits below ``consumers``: it uses the OpenTelemetry API, the
+envelopes and the publish boundary's ``Outbound``, never the pipeline itself.
+``docs/observability.md`` is the reference.
+"""
+
+from ._audit import (
+    RECORDS_HEADER,
+    audit_message,
+    audit_msg_id,
+    audit_record,
+    coalesce_audit,
+    encode_audit,
+)
+from ._logging import LOG_LEVEL_ENV, add_trace_context, configure_logging
+from ._metrics import INSTRUMENTS, Instruments
+from ._observer import SPAN_STAGES, TelemetryObserver
+from ._prometheus import ScrapeReader, metric_name, render
+from ._render import render_story
+from ._setup import metrics_text, setup_telemetry
+from ._story import (
+    FOLLOW_UP_REF,
+    PLANNED_REF,
+    Attempt,
+    EventStory,
+    TaskStory,
+    build_story,
+    planned_ref,
+)
+from ._tracing import (
+    ReceiveBatch,
+    annotate,
+    continue_trace,
+    current_ids,
+    destination,
+    extract,
+    inject,
+    message_ids,
+    process_span,
+    record_outcome,
+    send_span,
+    settle_span,
+    stage_span,
+    tracer,
+)
+from ._trail import AuditTrailUnavailableError, TrailEntry, read_trail
+
+__all__ = [
+    "FOLLOW_UP_REF",
+    "INSTRUMENTS",
+    "LOG_LEVEL_ENV",
+    "PLANNED_REF",
+    "RECORDS_HEADER",
+    "SPAN_STAGES",
+    "Attempt",
+    "AuditTrailUnavailableError",
+    "EventStory",
+    "Instruments",
+    "ReceiveBatch",
+    "ScrapeReader",
+    "TaskStory",
+    "TelemetryObserver",
+    "TrailEntry",
+    "add_trace_context",
+    "annotate",
+    "audit_message",
+    "audit_msg_id",
+    "audit_record",
+    "build_story",
+    "coalesce_audit",
+    "configure_logging",
+    "continue_trace",
+    "current_ids",
+    "destination",
+    "encode_audit",
+    "extract",
+    "inject",
+    "message_ids",
+    "metric_name",
+    "metrics_text",
+    "planned_ref",
+    "process_span",
+    "read_trail",
+    "record_outcome",
+    "render",
+    "render_story",
+    "send_span",
+    "settle_span",
+    "setup_telemetry",
+    "stage_span",
+    "tracer",
+]

@@ -1,17 +1,81 @@
-"""structlog configuration: JSON lines in production, console in ``dev``."""
+"""structlog configuration: JSON lines in production, console in ``dev``.
+
+Every line carries the ids of the span it was written in (``trace_id``,
+``span_id``) and whatever the pipeline bound for the delivery being handled
+(``role``, ``event_id``, ``idempotency_key``, ...: see ``annotate``), so a
+log line found in an aggregator leads to its trace and audit records.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
+from typing import Any, TextIO
 
 import structlog
+from opentelemetry import trace
+
+LOG_LEVEL_ENV = "GITSTORE_LOG_LEVEL"
+"""Environment variable naming the default log level of every command."""
+
+
+class StderrLogger:
+    """Writes each rendered line to whatever ``sys.stderr`` is *now*.
+
+    structlog's ``PrintLoggerFactory(sys.stderr)`` keeps the stream it was given:
+    when the CLI runs in-process under pytest (which swaps ``sys.stderr`` per
+    test and closes the old one) the next line goes to a closed file. Looking the
+    stream up on every write costs one attribute read.
+    """
+
+    def msg(self, message: str) -> None:
+        """Write one line."""
+        stream: TextIO = sys.stderr
+        stream.write(message + "\n")
+        stream.flush()
+
+    log = debug = info = warn = warning = msg
+    error = critical = exception = fatal = msg
+
+
+def _stderr_logger(*_args: Any) -> StderrLogger:
+    return StderrLogger()
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stdlib handler that, like ``StderrLogger``, follows ``sys.stderr``."""
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: TextIO) -> None:
+        pass
+
+
+def add_trace_context(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: top-level ``trace_id`` (32 hex) and ``span_id`` (16 hex).
+
+    Taken from the OpenTelemetry span current where the line is written; lines
+    written outside any span carry neither.
+    """
+    context = trace.get_current_span().get_span_context()
+    if context.is_valid:
+        event_dict.setdefault("trace_id", format(context.trace_id, "032x"))
+        event_dict.setdefault("span_id", format(context.span_id, "016x"))
+    return event_dict
 
 
 def configure_logging(*, json: bool, level: str = "INFO") -> None:
     """Configure structlog (and stdlib logging) for this process.
 
-    Logs go to stderr so stdout stays free for command output.
+    Logs go to stderr so stdout stays free for command output. Loggers are not
+    cached: calling this again (another command in the same process, a test)
+    takes effect for every logger, and output follows ``sys.stderr``.
 
     Args:
         json: Render JSON lines (production) instead of the console format.
@@ -29,6 +93,7 @@ def configure_logging(*, json: bool, level: str = "INFO") -> None:
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        add_trace_context,
     ]
     if json:
         processors.append(structlog.processors.dict_tracebacks)
@@ -36,9 +101,11 @@ def configure_logging(*, json: bool, level: str = "INFO") -> None:
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-        cache_logger_on_first_use=True,
+        logger_factory=_stderr_logger,
+        cache_logger_on_first_use=False,
     )
     logging.basicConfig(
-        level=numeric, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+        level=numeric,
+        handlers=[_StderrHandler()],
+        format="%(levelname)s %(name)s: %(message)s",
     )

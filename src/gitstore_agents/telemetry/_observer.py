@@ -1,0 +1,165 @@
+"""The runtime's observer: each decision is a log line, metrics, a span event, an audit record.
+
+It implements ``consumers.Observer``: the pipeline calls ``decided`` for each
+decision and publishes the audit record it returns together with the
+delivery's results, before settling the delivery. ``stage`` opens a span
+around the module run (``gitstore.sandbox``, its usage as attributes); the
+other stages stay inside the delivery's ``process`` span: a span costs about
+as much as a decision's whole audit record, and the audit records and log
+lines already say what each stage decided and in which span. Failures,
+refusals and retries also become span events (and an error status).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import msgspec
+import structlog
+from opentelemetry import trace
+from opentelemetry.trace import Span, Status, StatusCode
+
+from ..envelopes import AuditDecision, Stage, Subjects
+from ..guardrails import Outbound
+from ._audit import audit_message
+from ._metrics import INSTRUMENTS
+from ._tracing import stage_span
+
+if TYPE_CHECKING:
+    from ..consumers import DecisionRecord, Delivery
+
+log = structlog.get_logger("gitstore_agents.decisions")
+
+SPAN_STAGES = frozenset({Stage.SANDBOX})
+"""Stages that get a span of their own."""
+
+_LEVELS = {
+    AuditDecision.FAILED: "warning",
+    AuditDecision.REFUSED: "warning",
+    AuditDecision.RETRIED: "warning",
+    AuditDecision.DEAD_LETTERED: "error",
+}
+_EVENTS = frozenset(
+    {
+        AuditDecision.FAILED,
+        AuditDecision.REFUSED,
+        AuditDecision.DEAD_LETTERED,
+        AuditDecision.RETRIED,
+    }
+)
+_REASON_EVENT_CHARS = 256
+
+
+class TelemetryObserver:
+    """Logs, counts, traces and audits every decision.
+
+    Args:
+        subjects: Subject scheme (audit records go to ``<prefix>.audit.<event_id>``).
+        audit: Return audit records for the pipeline to publish (False: logs,
+            metrics and spans only).
+
+    Attributes:
+        counts: Decisions seen, by ``(decision, code)`` (as ``LogObserver``'s).
+    """
+
+    def __init__(self, subjects: Subjects, *, audit: bool = True) -> None:
+        self._subjects = subjects
+        self._audit = audit
+        self._lock = threading.Lock()
+        self.counts: collections.Counter[tuple[AuditDecision, str]] = collections.Counter()
+
+    def decided(self, record: DecisionRecord) -> Sequence[Outbound]:
+        """Log, count, trace ``record``; return its audit record to publish."""
+        with self._lock:
+            self.counts[(record.decision, record.code)] += 1
+        _record_metrics(record)
+        span = trace.get_current_span()
+        context = span.get_span_context()
+        trace_id = span_id = None
+        if context.is_valid:
+            trace_id, span_id = format(context.trace_id, "032x"), format(context.span_id, "016x")
+            if span.is_recording():
+                _annotate(span, record)
+        _log(record)
+        if not self._audit:
+            return ()
+        message = audit_message(record, self._subjects, trace_id=trace_id, span_id=span_id)
+        return () if message is None else (message,)
+
+    def stage(self, name: str, delivery: Delivery) -> contextlib.AbstractContextManager[None]:
+        """A span around ``sandbox``; nothing around the others."""
+        if name in SPAN_STAGES:
+            return stage_span(name, delivery.subject)
+        return contextlib.nullcontext()
+
+    def total(self, decision: AuditDecision, code: str | None = None) -> int:
+        """How many ``decision``s were recorded (optionally only with ``code``)."""
+        with self._lock:
+            return sum(
+                n for (d, c), n in self.counts.items() if d == decision and code in (None, c)
+            )
+
+
+def _record_metrics(record: DecisionRecord) -> None:
+    role, decision = record.role, record.decision
+    INSTRUMENTS.decisions.add(role, decision)
+    if decision is AuditDecision.RETRIED:
+        INSTRUMENTS.retries.add(role, record.code)
+    elif decision is AuditDecision.DEAD_LETTERED:
+        INSTRUMENTS.dead_letters.add(role, record.kind or "")
+    elif decision is AuditDecision.DUPLICATE_SKIPPED:
+        INSTRUMENTS.duplicates.add(role, record.code)
+    elif decision is AuditDecision.EXECUTED:
+        attributes = {"kind": record.kind or ""}
+        fuel = _int(record.refs.get("fuel"))
+        wall_us = _int(record.refs.get("wall_time_us"))
+        if fuel is not None:
+            INSTRUMENTS.fuel.record(fuel, attributes)
+        if wall_us is not None:
+            INSTRUMENTS.wall_time.record(wall_us / 1e6, attributes)
+
+
+def _annotate(span: Span, record: DecisionRecord) -> None:
+    # Ordinary decisions leave nothing on the span (the audit record and the
+    # log line name the span); a run's usage and anything that went wrong do.
+    if record.decision is AuditDecision.EXECUTED:
+        span.set_attributes(
+            {
+                "gitstore.sandbox.outcome": "ok",
+                **{
+                    f"gitstore.sandbox.{name}": value
+                    for name in ("fuel", "wall_time_us", "peak_memory_bytes")
+                    if (value := _int(record.refs.get(name))) is not None
+                },
+            }
+        )
+    elif record.decision in _EVENTS:
+        span.add_event(
+            str(record.decision),
+            {"gitstore.code": record.code, "gitstore.reason": record.reason[:_REASON_EVENT_CHARS]},
+        )
+        if record.decision is AuditDecision.RETRIED:
+            return
+        if record.stage == Stage.SANDBOX:
+            span.set_attribute("gitstore.sandbox.outcome", record.code)
+        span.set_status(Status(StatusCode.ERROR, f"{record.code}: {record.reason}"[:512]))
+
+
+def _log(record: DecisionRecord) -> None:
+    fields = {
+        k: v
+        for k, v in msgspec.structs.asdict(record).items()
+        if v not in (None, "", {}, ()) and k not in ("decision", "at", "stderr_tail")
+    }
+    getattr(log, _LEVELS.get(record.decision, "info"))(str(record.decision), **fields)
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None

@@ -1,0 +1,320 @@
+"""Spans for NATS messaging, following the OpenTelemetry messaging semantic conventions.
+
+One trace links a git event to everything it causes: the W3C ``traceparent``
+of each delivery is extracted (header names are matched case-insensitively:
+nats-py hands headers over as a plain dict) and becomes the parent of its
+``process`` span; every publish runs inside a ``send`` span whose context is
+injected into each message it sends, so the next consumer's ``process`` span
+is its child. Span names are ``"{operation} {destination}"`` with a
+low-cardinality destination (``gitstore.events.git.push.{repository_id}``).
+
+Spans (kind, operation type):
+
+* ``receive <durable>`` (consumer, ``receive``): one per pull request that
+  delivered messages, linked to each message's context;
+* ``process <subject>`` (consumer, ``process``): one per delivery, child of the
+  context the message carries;
+* ``gitstore.sandbox`` (internal): the module run, its usage as attributes;
+* ``send <subject>`` (producer, ``send``): one per confirmed publish batch, its
+  context injected into every message of the batch;
+* ``nak|term <subject>`` (client, ``settle``): handing a delivery back or
+  terminating it; an ack gets no span (``gitstore.settle=ack`` on the process
+  span says it), which keeps the common path one span cheaper.
+
+Only the OpenTelemetry *API* is used here: without a configured SDK every span
+is a no-op (``setup_telemetry`` installs the SDK from ``OTEL_*`` variables).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import structlog
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from opentelemetry.propagators.textmap import Getter
+from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
+
+from ..envelopes import headers as hdr
+from ._metrics import INSTRUMENTS
+
+TRACER_NAME = "gitstore_agents"
+
+SYSTEM = "messaging.system"
+OPERATION_TYPE = "messaging.operation.type"
+OPERATION_NAME = "messaging.operation.name"
+DESTINATION = "messaging.destination.name"
+DESTINATION_TEMPLATE = "messaging.destination.template"
+SUBSCRIPTION = "messaging.destination.subscription.name"
+CONSUMER_GROUP = "messaging.consumer.group.name"
+MESSAGE_ID = "messaging.message.id"
+BODY_SIZE = "messaging.message.body.size"
+BATCH_COUNT = "messaging.batch.message_count"
+NATS = "nats"
+
+_tracer = trace.get_tracer(TRACER_NAME)
+
+# The span of the delivery being processed, so ``annotate`` reaches it from
+# inside a stage span.
+_DELIVERY_SPAN: contextvars.ContextVar[Span | None] = contextvars.ContextVar(
+    "gitstore_delivery_span", default=None
+)
+
+
+def tracer() -> trace.Tracer:
+    """The package's tracer (resolved through the global tracer provider)."""
+    return _tracer
+
+
+class _HeaderGetter(Getter[Mapping[str, str] | None]):
+    """Reads propagation headers case-insensitively (``Traceparent`` works too)."""
+
+    def get(self, carrier: Mapping[str, str] | None, key: str) -> list[str] | None:
+        value = hdr.get_header(carrier, key)
+        return None if value is None else [value]
+
+    def keys(self, carrier: Mapping[str, str] | None) -> list[str]:
+        return list(carrier or ())
+
+
+_GETTER = _HeaderGetter()
+
+
+def extract(headers: Mapping[str, str] | None) -> otel_context.Context:
+    """The trace context a message carries (an empty context when it carries none)."""
+    return propagate.extract(headers, getter=_GETTER, context=otel_context.Context())
+
+
+def inject(carrier: dict[str, str]) -> dict[str, str]:
+    """Write the current trace context (``traceparent``, ``tracestate``) into ``carrier``."""
+    propagate.inject(carrier)
+    return carrier
+
+
+def current_ids() -> tuple[str | None, str | None]:
+    """``(trace id, span id)`` of the current span as lower-case hex, or Nones."""
+    context = trace.get_current_span().get_span_context()
+    if not context.is_valid:
+        return None, None
+    return format(context.trace_id, "032x"), format(context.span_id, "016x")
+
+
+def message_ids(headers: Mapping[str, str] | None) -> tuple[str | None, str | None]:
+    """``(trace id, span id)`` a message's ``traceparent`` carries, or Nones."""
+    context = trace.get_current_span(extract(headers)).get_span_context()
+    if not context.is_valid:
+        return None, None
+    return format(context.trace_id, "032x"), format(context.span_id, "016x")
+
+
+def destination(subject: str) -> str:
+    """The low-cardinality form of ``subject`` used in span names.
+
+    Git event subjects end in a repository id and audit subjects in an event
+    id; both become placeholders. Task, validation and failure subjects end in
+    a kind and stay as they are.
+    """
+    tokens = subject.split(".")
+    if len(tokens) >= 5 and tokens[-4:-1] == ["events", "git", "push"]:
+        return ".".join([*tokens[:-1], "{repository_id}"])
+    if len(tokens) >= 3 and tokens[-2] == "audit":
+        return ".".join([*tokens[:-1], "{event_id}"])
+    return subject
+
+
+def _destination_attributes(subject: str) -> dict[str, Any]:
+    template = destination(subject)
+    attributes: dict[str, Any] = {SYSTEM: NATS, DESTINATION: subject}
+    if template != subject:
+        attributes[DESTINATION_TEMPLATE] = template
+    return attributes
+
+
+@contextlib.contextmanager
+def process_span(
+    *,
+    subject: str,
+    headers: Mapping[str, str] | None,
+    durable: str,
+    stream_seq: int,
+    attempt: int,
+    size: int,
+) -> Iterator[Span]:
+    """The ``process`` span of one delivery, child of the context the message carries.
+
+    Log context variables are cleared first (each delivery runs in its own
+    asyncio task, whose context this clears) so nothing bound for another
+    message leaks into this one's lines.
+    """
+    structlog.contextvars.clear_contextvars()
+    attributes = _destination_attributes(subject)
+    attributes.update(
+        {
+            OPERATION_TYPE: "process",
+            CONSUMER_GROUP: durable,
+            BODY_SIZE: size,
+            "gitstore.stream_seq": stream_seq,
+            "gitstore.attempt": attempt,
+        }
+    )
+    message_id = hdr.get_header(headers, hdr.MSG_ID)
+    if message_id is not None:
+        attributes[MESSAGE_ID] = message_id
+    with _tracer.start_as_current_span(
+        f"process {destination(subject)}",
+        context=extract(headers),
+        kind=SpanKind.CONSUMER,
+        attributes=attributes,
+    ) as span:
+        token = _DELIVERY_SPAN.set(span)
+        try:
+            yield span
+        finally:
+            _DELIVERY_SPAN.reset(token)
+
+
+def annotate(**fields: str | int | None) -> None:
+    """Bind ``fields`` to the log lines of the current delivery and to its span.
+
+    Handlers call this once they know what the delivery is about
+    (``event_id``, ``idempotency_key``, ``role``, ...); ``None`` values are
+    skipped. Span attributes are prefixed ``gitstore.``.
+    """
+    values = {name: value for name, value in fields.items() if value is not None}
+    if not values:
+        return
+    structlog.contextvars.bind_contextvars(**values)
+    span = _DELIVERY_SPAN.get() or trace.get_current_span()
+    if span.is_recording():
+        span.set_attributes({f"gitstore.{name}": value for name, value in values.items()})
+
+
+def record_outcome(span: Span, *, settle: str, code: str, reason: str = "") -> None:
+    """Put a delivery's outcome on its ``process`` span (error status unless acked)."""
+    if not span.is_recording():
+        return
+    span.set_attributes({"gitstore.settle": settle, "gitstore.outcome": code})
+    if settle != "ack":
+        span.set_status(Status(StatusCode.ERROR, f"{code}: {reason}"[:512]))
+
+
+@contextlib.contextmanager
+def settle_span(subject: str, operation: str, durable: str) -> Iterator[Span]:
+    """The ``settle`` span of one ack, nak or term."""
+    attributes = _destination_attributes(subject)
+    attributes.update({OPERATION_TYPE: "settle", CONSUMER_GROUP: durable})
+    with _tracer.start_as_current_span(
+        f"{operation} {destination(subject)}", kind=SpanKind.CLIENT, attributes=attributes
+    ) as span:
+        yield span
+
+
+@contextlib.contextmanager
+def send_span(subjects: Sequence[str], message_ids: Sequence[str | None]) -> Iterator[Span]:
+    """The ``send`` span of one publish batch (named after its first message).
+
+    A batch holds a result and what goes with it (follow-up tasks, audit
+    records); the span is named after the first message, the one the batch is
+    for, and counts the rest. Its context is what gets injected into every
+    message of the batch.
+    """
+    attributes = _destination_attributes(subjects[0])
+    attributes[OPERATION_TYPE] = "send"
+    if len(subjects) > 1:
+        attributes[BATCH_COUNT] = len(subjects)
+    elif message_ids and message_ids[0] is not None:
+        attributes[MESSAGE_ID] = message_ids[0]
+    with _tracer.start_as_current_span(
+        f"send {destination(subjects[0])}", kind=SpanKind.PRODUCER, attributes=attributes
+    ) as span:
+        yield span
+
+
+@contextlib.contextmanager
+def stage_span(name: str, subject: str) -> Iterator[None]:
+    """An internal span around one pipeline stage (``gitstore.sandbox``, ...)."""
+    with _tracer.start_as_current_span(
+        f"gitstore.{name}",
+        attributes={"gitstore.stage": name, DESTINATION: subject},
+    ):
+        yield
+
+
+@contextlib.contextmanager
+def continue_trace(headers: Mapping[str, str] | None, name: str) -> Iterator[Span]:
+    """A span in the trace ``headers`` carry, for work done about an older message.
+
+    The dead-letter writer handles an advisory (which carries no trace) about
+    a message that does: its dead letter and audit record join that message's
+    trace, linked to the advisory's own span.
+    """
+    current = trace.get_current_span().get_span_context()
+    links = [Link(current)] if current.is_valid else []
+    with _tracer.start_as_current_span(
+        name, context=extract(headers), kind=SpanKind.INTERNAL, links=links
+    ) as span:
+        yield span
+
+
+class ReceiveBatch:
+    """The ``receive`` span of one pull request: when it was sent, what it delivered.
+
+    A pull request is answered by up to ``batch`` messages over time. The span
+    starts when the request is sent, gets a link to each delivered message's
+    context, and ends when the request is done (fulfilled, expired, lost). A
+    request that delivered nothing leaves no span (idle pulls would drown the
+    traces). The number of messages goes to the fetch batch size histogram.
+
+    Args:
+        stream: Stream of the durable.
+        durable: Durable consumer name.
+    """
+
+    def __init__(self, stream: str, durable: str) -> None:
+        self._stream = stream
+        self._durable = durable
+        self._attributes = {"durable": durable}
+        self._requested_ns = 0
+        self._span: Span | None = None
+        self._count = 0
+
+    def requested(self) -> None:
+        """A new pull request was sent (the previous one, if open, is done)."""
+        self.done()
+        self._requested_ns = time.time_ns()
+
+    def received(self, headers: Mapping[str, str] | None) -> None:
+        """One message of the open request arrived."""
+        self._count += 1
+        message = trace.get_current_span(extract(headers)).get_span_context()
+        if self._span is None:
+            self._span = _tracer.start_span(
+                f"receive {self._durable}",
+                context=otel_context.Context(),
+                kind=SpanKind.CONSUMER,
+                attributes={
+                    SYSTEM: NATS,
+                    OPERATION_TYPE: "receive",
+                    CONSUMER_GROUP: self._durable,
+                    SUBSCRIPTION: self._durable,
+                    "gitstore.stream": self._stream,
+                },
+                links=[Link(message)] if message.is_valid else (),
+                start_time=self._requested_ns or None,
+            )
+        elif message.is_valid:
+            self._span.add_link(message)
+
+    def done(self) -> None:
+        """The open request is over: end its span, record its size."""
+        if self._count:
+            INSTRUMENTS.batch_size.record(self._count, self._attributes)
+        if self._span is not None:
+            self._span.set_attribute(BATCH_COUNT, self._count)
+            self._span.end()
+            self._span = None
+        self._count = 0

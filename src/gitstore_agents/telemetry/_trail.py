@@ -1,0 +1,118 @@
+"""Read one git event's audit records: batched direct gets, subject-filtered.
+
+The audit stream allows direct gets, so the records on
+``<prefix>.audit.<event_id>`` come back in stream order from one request per
+``batch`` records (``$JS.API.DIRECT.GET.<stream>`` with ``next_by_subj`` and
+``batch``; nats-server 2.11 or later): no consumer is created, which keeps a
+status query cheap and lets a role read the trail with nothing more than
+permission to publish that one API subject.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+
+import msgspec
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from ..envelopes import AuditBatch, AuditRecord
+from ..errors import GitStoreAgentsError
+
+_DECODER = msgspec.json.Decoder(AuditBatch)
+_API_PREFIX = "$JS.API"
+DEFAULT_BATCH = 256
+
+
+class AuditTrailUnavailableError(GitStoreAgentsError):
+    """The audit stream did not answer (missing, no permission, or NATS unavailable)."""
+
+    code = "audit-unavailable"
+    retryable = True
+
+
+class TrailEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """One stored audit record.
+
+    Attributes:
+        seq: Sequence of its message in the audit stream (the order decisions
+            were stored in; the records of one message share it).
+        record: The record.
+    """
+
+    seq: int
+    record: AuditRecord
+
+
+async def read_trail(
+    nc: Client,
+    stream: str,
+    subject: str,
+    *,
+    timeout_s: float = 5.0,
+    batch: int = DEFAULT_BATCH,
+) -> list[TrailEntry]:
+    """Every audit record stored on ``subject`` in ``stream``, oldest first.
+
+    Records that do not decode (written by something else) are skipped.
+
+    Raises:
+        AuditTrailUnavailableError: the stream did not answer within ``timeout_s``
+            or refused the request.
+    """
+    entries: list[TrailEntry] = []
+    inbox = nc.new_inbox()
+    replies: asyncio.Queue[Msg] = asyncio.Queue()
+
+    async def collect(msg: Msg) -> None:
+        await replies.put(msg)
+
+    sub = await nc.subscribe(inbox, cb=collect)
+    try:
+        start = 1
+        while True:
+            request = {"seq": start, "next_by_subj": subject, "batch": batch}
+            await nc.publish(
+                f"{_API_PREFIX}.DIRECT.GET.{stream}", json.dumps(request).encode(), reply=inbox
+            )
+            last, more = await _receive_batch(replies, entries, timeout_s, stream)
+            if not more or last is None:
+                return entries
+            start = last + 1
+    finally:
+        await sub.unsubscribe()
+
+
+async def _receive_batch(
+    replies: asyncio.Queue[Msg], entries: list[TrailEntry], timeout_s: float, stream: str
+) -> tuple[int | None, bool]:
+    """Take one batch's replies; (last sequence seen, whether more records are pending)."""
+    last: int | None = None
+    while True:
+        try:
+            msg = await asyncio.wait_for(replies.get(), timeout=timeout_s)
+        except TimeoutError:
+            raise AuditTrailUnavailableError(
+                f"audit stream {stream} did not answer a direct get within {timeout_s:g}s "
+                "(does it exist, with allow_direct, and may this user read it?)"
+            ) from None
+        headers = msg.headers or {}
+        status = headers.get("Status")
+        if status is None:
+            seq = int(headers.get("Nats-Sequence", "0"))
+            last = seq
+            # A record something else wrote is skipped, not fatal.
+            with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
+                batch = _DECODER.decode(msg.data)
+                entries.extend(TrailEntry(seq=seq, record=r) for r in batch.records)
+            continue
+        if status == "204":  # end of batch
+            return last, int(headers.get("Nats-Num-Pending", "0")) > 0
+        if status == "404":  # nothing (more) on the subject
+            return last, False
+        if status == "503":
+            raise AuditTrailUnavailableError(f"audit stream {stream}: no responders (missing?)")
+        description = headers.get("Description", "")
+        raise AuditTrailUnavailableError(f"audit stream {stream}: {status} {description}".strip())
