@@ -105,6 +105,16 @@ async def test_git_event_yields_one_validation_request_per_markdown_file(
         assert request.commit_sha == event.new_commit_sha
         assert request.output_digest.startswith("sha256:")
 
+    # Every validation request carries the contract's headers and the API's
+    # request id the control plane sent with the push.
+    for seq in (1, 2):
+        stored_msg = await js.get_msg(topology.validation_stream, seq)
+        sent = stored_msg.headers or {}
+        assert sent["Content-Type"] == "application/json"
+        assert sent["GitStore-Schema-Version"] == "1.0"
+        assert sent["X-Request-ID"] == event.request_id
+        assert sent["Nats-Msg-Id"] == decode(stored_msg.data, ValidationRequest).idempotency_key
+
 
 async def test_input_is_not_acked_until_its_result_is_stored(
     runtime: Runtime, nc: Client, topology: Topology

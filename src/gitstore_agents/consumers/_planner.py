@@ -193,11 +193,13 @@ class PlannerHandler:
                 },
             },
         )
+        # The API request behind the push: the event's header, else its field.
+        request_id = headers.passed_request_id(delivery.headers) or event.request_id
         outbound = [
             Outbound(
                 subject=self._subjects.task(task.kind),
                 payload=canonical_json(task),
-                headers={headers.MSG_ID: task.idempotency_key, headers.CONTENT_TYPE: headers.JSON},
+                headers=headers.task_headers(task, request_id=request_id),
             )
             for task in tasks
         ]

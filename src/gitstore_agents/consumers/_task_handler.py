@@ -395,12 +395,18 @@ class TaskHandler:
             if isinstance(a.output, dict)
             else []
         )
+        request_id = headers.passed_request_id(a.delivery.headers)
         messages = [
             # Every publish carries a Nats-Msg-Id: the task's own key for its
             # result, the follow-up's key for each follow-up. A redelivered or
             # taken-over run republishes the same ids, and JetStream drops them.
-            _outbound(self._subjects.validation(task.kind), request, task.idempotency_key),
-            *(_outbound(self._subjects.task(f.kind), f, f.idempotency_key) for f in follow_ups),
+            _outbound(
+                self._subjects.validation(task.kind), request, task.idempotency_key, request_id
+            ),
+            *(
+                _outbound(self._subjects.task(f.kind), f, f.idempotency_key, request_id)
+                for f in follow_ups
+            ),
         ]
         try:
             # The decisions so far wait for "published" and go with it, in one
@@ -544,7 +550,15 @@ class TaskHandler:
         try:
             await publish_confirmed(
                 self._boundary,
-                [_outbound(self._subjects.failure(kind), diagnostic, msg_id), *a.trail],
+                [
+                    _outbound(
+                        self._subjects.failure(kind),
+                        diagnostic,
+                        msg_id,
+                        headers.passed_request_id(d.headers),
+                    ),
+                    *a.trail,
+                ],
                 timeout_s=self.settings.publish_timeout_s,
             )
         except (PublishFailedError, PublishRefusedError) as exc:
@@ -696,11 +710,15 @@ def _check_input_digest(task: TaskRequest) -> None:
         )
 
 
-def _outbound(subject: str, envelope: Any, msg_id: str) -> Outbound:
+def _outbound(subject: str, envelope: Any, msg_id: str, request_id: str | None) -> Outbound:
+    # Content type, schema version and the API's request id travel with every
+    # envelope (docs/contracts.md); the publisher adds the trace context.
     return Outbound(
         subject=subject,
         payload=canonical_json(envelope),
-        headers={headers.MSG_ID: msg_id, headers.CONTENT_TYPE: headers.JSON},
+        headers=headers.envelope_headers(
+            msg_id=msg_id, schema_version=envelope.schema_version, request_id=request_id
+        ),
     )
 
 

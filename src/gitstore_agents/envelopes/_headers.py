@@ -220,6 +220,20 @@ def check_headers(received: MessageHeaders, envelope: str) -> None:
         check_schema_version(received.schema_version, envelope, field=SCHEMA_VERSION)
 
 
+def passed_request_id(received: Mapping[str, str] | None) -> str | None:
+    """The ``X-Request-ID`` to pass along from a received message (None if absent or unsafe).
+
+    Workers copy it onto everything they publish for that message, so the control
+    plane's API request id reaches the validation request.
+    """
+    value = get_header(received, REQUEST_ID)
+    if value is None:
+        return None
+    if len(value) > MAX_HEADER_VALUE or _HEADER_VALUE.fullmatch(value) is None:
+        return None
+    return value
+
+
 def _check_value(name: str, value: str) -> None:
     if len(value) > MAX_HEADER_VALUE or _HEADER_VALUE.fullmatch(value) is None:
         raise HeaderError(
