@@ -179,11 +179,15 @@ def _parse(data: bytes, type_: Any, name: str, max_bytes: int) -> Any:
         what, path = _split(str(exc))
         where = f" - at `{path}`" if path else ""
         raise EnvelopeError(f"{name}: {_explain(what)}{where}", field=path) from None
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        # msgspec reports invalid UTF-8 differently from one release to the
+        # next (a UnicodeDecodeError up to 0.22, a DecodeError since 0.23), so
+        # find the bad byte ourselves: the error then reads the same everywhere.
+        try:
+            bytes(data).decode("utf-8")
+        except UnicodeDecodeError as bad:
+            raise EnvelopeError(f"{name}: invalid UTF-8 at byte {bad.start}") from None
         raise EnvelopeError(f"{name}: malformed JSON: {exc}") from None
-    except UnicodeDecodeError as exc:
-        # msgspec lets invalid UTF-8 inside strings through as this error.
-        raise EnvelopeError(f"{name}: invalid UTF-8 at byte {exc.start}") from None
     except RecursionError:
         raise EnvelopeError(
             f"{name}: nested too deeply to decode", code="envelope-too-deep"
