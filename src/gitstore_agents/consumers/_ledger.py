@@ -214,6 +214,13 @@ class Ledger:
             LedgerUnavailableError: the bucket could not be read or written.
         """
         key = ledger_key(task.idempotency_key)
+        # Most tasks are new: write the record straight away, expecting no
+        # revision at all (one request; the server's check still decides any
+        # race). Only a key that exists (or a deleted one's tombstone) is read.
+        record = self._claimed(_fresh(task), worker_id, lease_s, self._clock())
+        revision = await self._write_claim(key, record, last=0, fresh=True)
+        if revision is not None:
+            return Claim(key=key, revision=revision, record=record)
         for _ in range(_MAX_RACES):
             current = await self.get(task.idempotency_key)
             now = self._clock()
@@ -288,9 +295,11 @@ class Ledger:
             self.abandon(claim)
             raise
 
-    async def _write_claim(self, key: str, record: RunRecord, *, last: int) -> int | None:
+    async def _write_claim(
+        self, key: str, record: RunRecord, *, last: int, fresh: bool = False
+    ) -> int | None:
         try:
-            return await self._write(key, record, last=last)
+            return await self._write(key, record, last=last, fresh=fresh)
         except LedgerUnavailableError:
             # The write may have landed even though no reply came back.
             self.abandon(record.claim_id or "")
@@ -299,6 +308,7 @@ class Ledger:
     def _claimed(
         self, record: RunRecord, worker_id: str, lease_s: float, now: datetime
     ) -> RunRecord:
+        started = rfc3339(now)
         return msgspec.structs.replace(
             record,
             state=RunState.RUNNING,
@@ -306,14 +316,22 @@ class Ledger:
             worker_id=worker_id,
             claim_id=uuid.uuid4().hex,
             lease_until=rfc3339(now + timedelta(seconds=lease_s)),
-            started_at=rfc3339(now),
-            updated_at=rfc3339(now),
+            started_at=started,
+            updated_at=started,
         )
 
-    async def _write(self, key: str, record: RunRecord, *, last: int) -> int | None:
-        """Write if the key is still at revision ``last`` (0: absent); None if it moved on."""
+    async def _write(
+        self, key: str, record: RunRecord, *, last: int, fresh: bool = False
+    ) -> int | None:
+        """Write if the key is still at revision ``last`` (0: absent); None if it moved on.
+
+        ``fresh`` expects the subject to have no message at all: one request,
+        refused for a deleted key's tombstone too (``create`` looks for one).
+        """
         data = _ENCODER.encode(record)
         try:
+            if fresh:
+                return await self._kv.update(key, data, last=0)
             if last == 0:
                 return await self._kv.create(key, data)
             return await self._kv.update(key, data, last=last)
