@@ -26,6 +26,7 @@ import structlog
 
 from ..envelopes import (
     AuditDecision,
+    CanonicalFormError,
     ContentStore,
     EnvelopeError,
     FailureDiagnostic,
@@ -35,7 +36,6 @@ from ..envelopes import (
     TaskRequest,
     Usage,
     ValidationRequest,
-    canonical_digest,
     canonical_json,
     decode,
     headers,
@@ -130,6 +130,7 @@ class _Attempt:
         "raw",
         "result",
         "result_seq",
+        "stdin",
         "task",
         "trail",
     )
@@ -137,6 +138,8 @@ class _Attempt:
     def __init__(self, delivery: Delivery) -> None:
         self.delivery = delivery
         self.task: TaskRequest | None = None
+        # The canonical inline input: hashed at decode, then the module's stdin.
+        self.stdin: bytes | None = None
         self.claim: Claim | None = None
         self.result: RunResult | None = None
         self.output: Any = None
@@ -215,8 +218,7 @@ class TaskHandler:
         ran before must produce the same bytes again.
         """
         try:
-            _check_input_digest(task)
-            stdin = await self._stdin(task)
+            stdin = _check_input_digest(task) or await self._stdin(task)
             module = await self._modules.ensure(task.module_digest)
         except GitStoreAgentsError as exc:
             return Execution(code=exc.code, detail=exc.message)
@@ -228,11 +230,12 @@ class TaskHandler:
             return Execution(code=str(result.outcome), detail=result.detail)
         try:
             output = msgspec.json.decode(result.stdout)
+            raw = canonical_json(output)
         except msgspec.DecodeError as exc:
             return Execution(code=str(Outcome.INVALID_OUTPUT), detail=str(exc))
-        return Execution(
-            code="ok", output=output, output_digest=sha256_digest(canonical_json(output))
-        )
+        except CanonicalFormError as exc:
+            return Execution(code=exc.code, detail=exc.message)
+        return Execution(code="ok", output=output, output_digest=sha256_digest(raw))
 
     async def _process(self, a: _Attempt) -> Decision:
         # The stages, in order; each either fills in the attempt and returns
@@ -255,7 +258,7 @@ class TaskHandler:
     async def _decode(self, a: _Attempt) -> Decision | None:
         try:
             a.task = decode(a.delivery.data, TaskRequest)
-            _check_input_digest(a.task)
+            a.stdin = _check_input_digest(a.task)
         except GitStoreAgentsError as exc:
             return await self._permanent(a, Stage.DECODE, exc.code, exc.message)
         return None
@@ -314,7 +317,7 @@ class TaskHandler:
     async def _execute(self, a: _Attempt) -> Decision | None:
         assert a.task is not None
         try:
-            stdin = await self._stdin(a.task)
+            stdin = a.stdin if a.stdin is not None else await self._stdin(a.task)
             module = await self._modules.ensure(a.task.module_digest)
         except ModuleError as exc:
             return await self._permanent(a, Stage.SANDBOX, str(exc.outcome), str(exc))
@@ -351,7 +354,17 @@ class TaskHandler:
                 f"stdout is not JSON: {exc}",
                 stderr=a.result.stderr,
             )
-        a.raw = canonical_json(a.output)
+        try:
+            a.raw = canonical_json(a.output)
+        except CanonicalFormError as exc:
+            # A float or an out-of-range integer: deterministic, so never retried.
+            return await self._permanent(
+                a,
+                Stage.OUTPUT_CHECK,
+                exc.code,
+                f"stdout has no canonical JSON form: {exc.message}",
+                stderr=a.result.stderr,
+            )
         refusal = self._output_check.check(a.task, a.output, a.raw)
         if refusal is not None:
             return await self._permanent(a, refusal.stage, refusal.code, refusal.message)
@@ -639,22 +652,29 @@ def _parse_time(moment: str | None) -> datetime | None:
         return None
 
 
-def _check_input_digest(task: TaskRequest) -> None:
-    """The input must be present exactly once and match ``input_digest``."""
+def _check_input_digest(task: TaskRequest) -> bytes | None:
+    """The input must be present exactly once and match ``input_digest``.
+
+    Returns:
+        The canonical bytes of an inline input (the module's stdin), else None.
+    """
     if (task.input is None) == (task.input_ref is None):
         raise EnvelopeError("TaskRequest: exactly one of input and input_ref is required")
     if task.input is not None:
-        actual = canonical_digest(task.input)
+        stdin = canonical_json(task.input)
+        actual = sha256_digest(stdin)
         if actual != task.input_digest:
             raise EnvelopeError(
                 f"TaskRequest.input_digest is {task.input_digest} but the input hashes to {actual}",
                 code="input-digest-mismatch",
             )
-    elif task.input_ref != task.input_digest:
+        return stdin
+    if task.input_ref != task.input_digest:
         raise EnvelopeError(
             f"TaskRequest.input_ref={task.input_ref} differs from input_digest={task.input_digest}",
             code="input-digest-mismatch",
         )
+    return None
 
 
 def _outbound(subject: str, envelope: Any, msg_id: str) -> Outbound:
