@@ -42,7 +42,8 @@ class BenchServer:
 
     def __init__(self, *, sync_always: bool = True) -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix="gitstore-bench-")
-        self.server = NatsServer(Path(self._tmp.name) / "nats", sync_always=sync_always)
+        self.store_dir = Path(self._tmp.name)
+        self.server = NatsServer(self.store_dir / "nats", sync_always=sync_always)
 
     def __enter__(self) -> BenchServer:
         self.server.start()
@@ -56,6 +57,10 @@ class BenchServer:
     def url(self) -> str:
         """Client URL."""
         return self.server.url
+
+    def cpu_seconds(self) -> float:
+        """CPU time the server has used so far."""
+        return cpu_seconds(self.server.pid)
 
 
 async def connect(url: str) -> Client:
@@ -279,6 +284,45 @@ class WorkerProcess:
         err = self._stderr.read().decode(errors="replace")
         self._stderr.close()
         return "\n".join(err.splitlines()[-20:])
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User plus system CPU time a process has used so far (Linux), NaN if unknown."""
+    if pid is None:
+        return float("nan")
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return float("nan")
+    # utime and stime are fields 14 and 15 of /proc/<pid>/stat (1-based).
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """Cores used by the workers and by nats-server between ``start`` and ``stop``."""
+
+    def __init__(self, server: BenchServer, workers: Sequence[WorkerProcess]) -> None:
+        self._server = server
+        self._pids = [w.proc.pid for w in workers]
+        self._began = (0.0, 0.0, 0.0)
+
+    def _now(self) -> tuple[float, float, float]:
+        workers = sum(cpu_seconds(pid) for pid in self._pids)
+        return time.monotonic(), workers, self._server.cpu_seconds()
+
+    def start(self) -> None:
+        """Begin measuring."""
+        self._began = self._now()
+
+    def stop(self) -> str:
+        """A note: cores used by the workers and the server since ``start``."""
+        now = self._now()
+        wall = now[0] - self._began[0]
+        if wall <= 0:
+            return "cpu: n/a"
+        workers = (now[1] - self._began[1]) / wall
+        server = (now[2] - self._began[2]) / wall
+        return f"while draining: worker(s) {workers:.2f} cores, nats-server {server:.2f} cores"
 
 
 def python_module(module: str, *args: str) -> list[str]:

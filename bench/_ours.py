@@ -56,6 +56,8 @@ from gitstore_agents.envelopes import (
 from gitstore_agents.sandbox import module_digest
 
 from ._harness import (
+    BenchServer,
+    CpuMeter,
     RowResult,
     Stored,
     WorkerProcess,
@@ -276,6 +278,7 @@ def _by_source_event(messages: list[Stored]) -> dict[str, float]:
 async def _measure(
     js: JetStreamContext,
     config: Config,
+    bench: BenchServer,
     *,
     name: str,
     workers: Workers,
@@ -294,8 +297,11 @@ async def _measure(
     notes: list[str] = []
     try:
         await workers.start()
+        meter = CpuMeter(bench, workers.procs)
+        meter.start()
         await js.resume_consumer(durable_stream, durable)
         await wait_stream_count(js, validation, len(backlog), timeout_s=1800)
+        notes.append(meter.stop())
         drained = output_key(await stored_messages(js, validation))
         await publish_paced(js, paced, rate)
         await wait_stream_count(js, validation, len(backlog) + len(paced), timeout_s=600)
@@ -327,9 +333,10 @@ async def _measure(
 
 
 async def run_noop_row(
-    url: str, *, messages: int, rate: float, latency_messages: int, settings: OurSettings
+    bench: BenchServer, *, messages: int, rate: float, latency_messages: int, settings: OurSettings
 ) -> RowResult:
     """Row 3: tasks → validation requests through one worker running a no-op module."""
+    url = bench.url
     nc = await connect(url)
     js = nc.jetstream(publish_async_max_pending=4000)
     try:
@@ -350,6 +357,7 @@ async def run_noop_row(
             return await _measure(
                 js,
                 config,
+                bench,
                 name=NOOP_ROW,
                 workers=Workers(config, folder, [ENRICHER], 1, settings=settings, label="noop"),
                 input_stream=config.topology.tasks_stream,
@@ -365,7 +373,7 @@ async def run_noop_row(
 
 
 async def run_compile_row(
-    url: str,
+    bench: BenchServer,
     *,
     processes: int,
     messages: int,
@@ -374,6 +382,7 @@ async def run_compile_row(
     settings: OurSettings,
 ) -> RowResult:
     """Row 4: git events → planner → markdown-compiler → validation, on ``processes`` workers."""
+    url = bench.url
     nc = await connect(url)
     js = nc.jetstream(publish_async_max_pending=4000)
     try:
@@ -393,6 +402,7 @@ async def run_compile_row(
             return await _measure(
                 js,
                 config,
+                bench,
                 name=COMPILE_ROW.format(n=processes),
                 workers=Workers(
                     config,
