@@ -19,12 +19,14 @@ State machine of a record::
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import hashlib
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 import msgspec
 import nats.errors
@@ -131,6 +133,12 @@ _DECODER = msgspec.json.Decoder(RunRecord)
 
 # What a KV request can fail with when NATS is unavailable or slow.
 _NATS_ERRORS = (nats.errors.Error, TimeoutError)
+# Nobody answered (503): the bucket's stream is between leaders, or the node
+# this connection uses is still catching up. Nothing was written; ask again.
+_UNANSWERED = (nats.js.errors.NoStreamResponseError, nats.errors.NoRespondersError)
+_UNANSWERED_PAUSE_S = (0.05, 0.5)
+
+T = TypeVar("T")
 
 
 def ledger_key(idempotency_key: str) -> str:
@@ -150,11 +158,22 @@ class Ledger:
     Args:
         kv: The ledger bucket.
         clock: Current UTC time (tests move it to expire leases).
+        unanswered_retry_s: How long a request nobody answered (a leader
+            election) is asked again before the ledger counts as unavailable;
+            the runtime passes its request timeout, so a claim or a settle
+            still ends within about twice that.
     """
 
-    def __init__(self, kv: KeyValue, *, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(
+        self,
+        kv: KeyValue,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        unanswered_retry_s: float = 0.0,
+    ) -> None:
         self._kv = kv
         self._clock = clock
+        self._retry_s = unanswered_retry_s
         # claim_id -> None, oldest first: claims this process abandoned. A
         # claim id is unique to one attempt of one process, so only this
         # process can know such a claim is dead before its lease runs out.
@@ -188,7 +207,7 @@ class Ledger:
         """
         key = ledger_key(idempotency_key)
         try:
-            entry = await self._kv.get(key)
+            entry = await self._answered(lambda: self._kv.get(key))
         except nats.js.errors.KeyNotFoundError:
             return None
         except _NATS_ERRORS as exc:
@@ -331,14 +350,28 @@ class Ledger:
         data = _ENCODER.encode(record)
         try:
             if fresh:
-                return await self._kv.update(key, data, last=0)
+                return await self._answered(lambda: self._kv.update(key, data, last=0))
             if last == 0:
-                return await self._kv.create(key, data)
-            return await self._kv.update(key, data, last=last)
+                return await self._answered(lambda: self._kv.create(key, data))
+            return await self._answered(lambda: self._kv.update(key, data, last=last))
         except nats.js.errors.KeyWrongLastSequenceError:
             return None
         except _NATS_ERRORS as exc:
             raise LedgerUnavailableError(f"ledger write {key}: {exc!r}") from None
+
+    async def _answered(self, request: Callable[[], Awaitable[T]]) -> T:
+        """``request()``, asked again while nobody answers, for up to ``unanswered_retry_s``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._retry_s
+        pause = _UNANSWERED_PAUSE_S[0]
+        while True:
+            try:
+                return await request()
+            except _UNANSWERED:
+                if loop.time() + pause > deadline:
+                    raise
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, _UNANSWERED_PAUSE_S[1])
 
 
 def _fresh(task: TaskRequest) -> RunRecord:
