@@ -59,7 +59,10 @@ async def main(url: str, batch: int) -> None:
         done = await asyncio.gather(*(_handle(js, kv, m) for m in msgs))
         for msg, ok in zip(msgs, done, strict=True):
             await (msg.ack() if ok else msg.nak())
-    await nc.drain()
+    # Acks are plain publishes: flush them, then close (drain waits on the pull
+    # subscription's pending fetch and can outlast the harness's patience).
+    await nc.flush()
+    await nc.close()
 
 
 if __name__ == "__main__":
