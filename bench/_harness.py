@@ -298,17 +298,27 @@ def cpu_seconds(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_busy_seconds() -> float:
+    """CPU time every process on the machine has used since boot (Linux ``/proc/stat``)."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except (OSError, IndexError):
+        return float("nan")
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 class CpuMeter:
-    """Cores used by the workers and by nats-server between ``start`` and ``stop``."""
+    """Cores used by the workers, by nats-server and by the whole machine meanwhile."""
 
     def __init__(self, server: BenchServer, workers: Sequence[WorkerProcess]) -> None:
         self._server = server
         self._pids = [w.proc.pid for w in workers]
-        self._began = (0.0, 0.0, 0.0)
+        self._began = (0.0, 0.0, 0.0, 0.0)
 
-    def _now(self) -> tuple[float, float, float]:
+    def _now(self) -> tuple[float, float, float, float]:
         workers = sum(cpu_seconds(pid) for pid in self._pids)
-        return time.monotonic(), workers, self._server.cpu_seconds()
+        return time.monotonic(), workers, self._server.cpu_seconds(), machine_busy_seconds()
 
     def start(self) -> None:
         """Begin measuring."""
@@ -322,7 +332,11 @@ class CpuMeter:
             return "cpu: n/a"
         workers = (now[1] - self._began[1]) / wall
         server = (now[2] - self._began[2]) / wall
-        return f"while draining: worker(s) {workers:.2f} cores, nats-server {server:.2f} cores"
+        machine = (now[3] - self._began[3]) / wall
+        return (
+            f"while draining: worker(s) {workers:.2f} cores, nats-server {server:.2f}, "
+            f"whole machine {machine:.2f} of {os.cpu_count()}"
+        )
 
 
 def python_module(module: str, *args: str) -> list[str]:
