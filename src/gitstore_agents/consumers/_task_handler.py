@@ -63,6 +63,7 @@ from ._follow_ups import FollowUpSpec, follow_up_tasks
 from ._ledger import Busy, Claim, Ledger, RunState, Settled, ledger_key
 from ._modules import ModuleLoader
 from ._observer import DecisionRecord, Observer, rfc3339, utc_now
+from ._offload import SandboxOffload
 from ._publisher import publish_confirmed
 from ._retry import retry_delay_s
 from ._stages import Admission, OutputCheck
@@ -160,7 +161,8 @@ class TaskHandler:
         ledger: The idempotency ledger.
         boundary: The role's publish boundary (the only way out).
         subjects: Subject scheme.
-        executor: Threads the sandbox runs on (wasmtime releases the GIL).
+        executor: Threads for runs that may be long (wasmtime releases the GIL);
+            surely short runs happen inline (``_offload``).
         admission: Decides whether a task may run (before running).
         output_check: Decides whether an output may be proposed (after running).
         observer: Receives every decision.
@@ -183,12 +185,11 @@ class TaskHandler:
         content: ContentStore | None = None,
     ) -> None:
         self.settings = settings
-        self._sandbox = sandbox
+        self._offload = SandboxOffload(sandbox, executor)
         self._modules = modules
         self._ledger = ledger
         self._boundary = boundary
         self._subjects = subjects
-        self._executor = executor
         self._admission = admission
         self._output_check = output_check
         self._observer = observer
@@ -224,8 +225,7 @@ class TaskHandler:
             return Execution(code=exc.code, detail=exc.message)
         except ModuleError as exc:
             return Execution(code=str(exc.outcome), detail=str(exc))
-        loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(self._executor, self._run, module, stdin, task)
+        result = await self._run(module, stdin, task)
         if result.outcome is not Outcome.OK:
             return Execution(code=str(result.outcome), detail=result.detail)
         try:
@@ -325,8 +325,7 @@ class TaskHandler:
             # Content and module stores: unreachable or not-yet-uploaded is
             # retryable, a digest mismatch is not; the error says which.
             return await self._failed(a, Stage.SANDBOX, exc)
-        loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(self._executor, self._run, module, stdin, a.task)
+        result = await self._run(module, stdin, a.task)
         a.result = result
         if result.outcome is not Outcome.OK:
             return await self._sandbox_failure(a, result)
@@ -629,14 +628,14 @@ class TaskHandler:
             return canonical_json(task.input)
         return await resolve_task_input(task, self._content)
 
-    def _run(self, module: CompiledModule, stdin: bytes, task: TaskRequest) -> RunResult:
+    async def _run(self, module: CompiledModule, stdin: bytes, task: TaskRequest) -> RunResult:
         limits = SandboxLimits(
             fuel=task.limits.fuel,
             timeout_ms=task.limits.timeout_ms,
             memory_bytes=task.limits.memory_bytes,
         )
         # Clock and randomness come from the task, so a replay sees the same values.
-        return self._sandbox.run(
+        return await self._offload.run(
             module,
             stdin,
             limits,
