@@ -178,8 +178,8 @@ def machine() -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point: print the table."""
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line of ``python -m bench``."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--messages", type=int, default=10_000, help="backlog size per row")
     parser.add_argument(
@@ -225,25 +225,31 @@ def main(argv: list[str] | None = None) -> int:
         default="always",
         help="nats-server sync_interval: 'always' (our production setting) or its default",
     )
-    args = parser.parse_args(argv)
-    configure_logging(json=False, level="WARNING")
-    rows, probes = asyncio.run(run(args))
-    print(f"machine: {machine()}")
-    print(
+    return parser.parse_args(argv)
+
+
+def report(args: argparse.Namespace, rows: list[RowResult], probes: list[float]) -> str:
+    """Everything ``python -m bench`` prints: run facts, the table, the targets."""
+    lines = [
+        f"machine: {machine()}",
         "disk: " + " -> ".join(f"{p:,.0f}" for p in probes) + " fsyncs/s (1 KiB appends, "
-        "before -> after the run)"
-    )
-    print(
+        "before -> after the run)",
         f"nats-server fsync={args.fsync} (production: always), backlog={args.messages} msgs"
         + (f" (compile rows: {args.compile_messages})" if args.compile_messages else "")
-        + f", latency at {args.rate:g} msgs/s offered load ({args.latency_messages} msgs)"
-    )
-    print(
+        + f", latency at {args.rate:g} msgs/s offered load ({args.latency_messages} msgs)",
         f"ours: no-op concurrency={args.concurrency} batch={args.batch}; "
         f"markdown-compile concurrency={args.compile_concurrency} per process, follow-ups off; "
-        f"worker log level {args.worker_log_level}"
-    )
-    print(render(rows))
-    for line in targets(rows):
-        print(line)
+        f"worker log level {args.worker_log_level}",
+        render(rows),
+        *targets(rows),
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: print the table."""
+    args = parse_args(argv)
+    configure_logging(json=False, level="WARNING")
+    rows, probes = asyncio.run(run(args))
+    print(report(args, rows, probes))
     return 0
