@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
-from nats.js.api import AckPolicy, ConsumerConfig
+from nats.js.api import AckPolicy, ConsumerConfig, KeyValueConfig
+from nats.js.errors import NotFoundError
 
 from ._harness import (
+    BenchServer,
+    CpuMeter,
     RowResult,
     WorkerProcess,
     connect,
@@ -21,9 +25,11 @@ from ._harness import (
     wait_stream_count,
 )
 from ._job import DURABLE, IN_STREAM, IN_SUBJECTS, OUT_STREAM, OUT_SUBJECTS
+from .workers.raw_ledger import BUCKET
 
 BASELINES = {
     "raw nats-py": "bench.workers.raw",
+    "raw nats-py + ledger writes": "bench.workers.raw_ledger",
     "FastStream": "bench.workers.faststream_worker",
 }
 
@@ -34,14 +40,25 @@ def _payload(i: int, size: int) -> bytes:
 
 
 async def run_baseline(
-    name: str, url: str, *, messages: int, rate: float, latency_messages: int, payload_bytes: int
+    name: str,
+    bench: BenchServer,
+    *,
+    messages: int,
+    rate: float,
+    latency_messages: int,
+    payload_bytes: int,
 ) -> RowResult:
     """Measure one baseline worker: backlog throughput, then latency at a fixed offered load."""
+    url = bench.url
     nc = await connect(url)
     js = nc.jetstream(publish_async_max_pending=4000)
     try:
         await recreate_stream(js, IN_STREAM, [IN_SUBJECTS])
         await recreate_stream(js, OUT_STREAM, [OUT_SUBJECTS])
+        if BASELINES[name] == "bench.workers.raw_ledger":
+            with contextlib.suppress(NotFoundError):
+                await js.delete_key_value(BUCKET)
+            await js.create_key_value(KeyValueConfig(bucket=BUCKET, history=1))
         await js.add_consumer(
             IN_STREAM,
             ConsumerConfig(
@@ -54,8 +71,11 @@ async def run_baseline(
         backlog = [(f"bench.in.{i}", _payload(i, payload_bytes), f"t-{i}") for i in range(messages)]
         await publish_all(js, backlog)
         worker = WorkerProcess(python_module(BASELINES[name], "--nats-url", url))
+        meter = CpuMeter(bench, [worker])
+        meter.start()
         try:
             await wait_stream_count(js, OUT_STREAM, messages, timeout_s=600)
+            cpu = meter.stop()
             drained = await stored_times(js, OUT_STREAM)
             paced = [
                 (f"bench.in.l{i}", _payload(i, payload_bytes), f"l-{i}")
@@ -72,7 +92,9 @@ async def run_baseline(
             {k: v for k, v in inputs.items() if k.startswith("l-")},
             {k: v for k, v in outputs.items() if k.startswith("l-")},
         )
-        notes = [] if len(latency) == latency_messages else [f"latency samples: {len(latency)}"]
+        notes = [cpu]
+        if len(latency) != latency_messages:
+            notes.append(f"latency samples: {len(latency)}")
         if tail and worker.proc.returncode not in (0, -15):
             notes.append(f"worker exit {worker.proc.returncode}: {tail[-200:]}")
         return RowResult(

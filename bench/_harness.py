@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -41,7 +42,8 @@ class BenchServer:
 
     def __init__(self, *, sync_always: bool = True) -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix="gitstore-bench-")
-        self.server = NatsServer(Path(self._tmp.name) / "nats", sync_always=sync_always)
+        self.store_dir = Path(self._tmp.name)
+        self.server = NatsServer(self.store_dir / "nats", sync_always=sync_always)
 
     def __enter__(self) -> BenchServer:
         self.server.start()
@@ -55,6 +57,10 @@ class BenchServer:
     def url(self) -> str:
         """Client URL."""
         return self.server.url
+
+    def cpu_seconds(self) -> float:
+        """CPU time the server has used so far."""
+        return cpu_seconds(self.server.pid)
 
 
 async def connect(url: str) -> Client:
@@ -123,6 +129,36 @@ async def stored_times(
     return out
 
 
+@dataclass(frozen=True)
+class Stored:
+    """One stored message: headers, payload and the server's storage time."""
+
+    headers: dict[str, str]
+    data: bytes
+    at: float
+
+
+async def stored_messages(js: JetStreamContext, stream: str) -> list[Stored]:
+    """Every message ``stream`` holds, oldest first, with its server storage time."""
+    info = await js.stream_info(stream)
+    total = info.state.messages
+    if total == 0:
+        return []
+    sub = await js.pull_subscribe(
+        "",
+        stream=stream,
+        config=ConsumerConfig(ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL),
+    )
+    out: list[Stored] = []
+    try:
+        while len(out) < total:
+            for m in await sub.fetch(min(1000, total - len(out)), timeout=5):
+                out.append(Stored(dict(m.headers or {}), m.data, m.metadata.timestamp.timestamp()))
+    finally:
+        await sub.unsubscribe()
+    return out
+
+
 async def wait_stream_count(
     js: JetStreamContext, stream: str, count: int, timeout_s: float
 ) -> None:
@@ -166,6 +202,34 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+def free_port() -> int:
+    """A TCP port that was free a moment ago (for a worker's health server)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def http_status(port: int, path: str) -> int:
+    """Status code of ``GET path`` on ``127.0.0.1:port`` (0 when nothing answers)."""
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return 0
+    try:
+        writer.write(f"GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n".encode())
+        await writer.drain()
+        line = await reader.readline()
+    except OSError:
+        return 0
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+    parts = line.split()
+    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+
+
 class WorkerProcess:
     """A worker in its own process, so its peak RSS is its own."""
 
@@ -181,14 +245,31 @@ class WorkerProcess:
 
     def peak_rss_mb(self) -> float:
         """VmHWM of the process (Linux), in MiB."""
+        return self._status_mb("VmHWM:")
+
+    def rss_mb(self) -> float:
+        """VmRSS of the process (Linux), in MiB: its resident memory now."""
+        return self._status_mb("VmRSS:")
+
+    def _status_mb(self, field_name: str) -> float:
         try:
             status = Path(f"/proc/{self.proc.pid}/status").read_text()
         except OSError:
             return float("nan")
         for line in status.splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(field_name):
                 return int(line.split()[1]) / 1024
         return float("nan")
+
+    async def wait_ready(self, port: int, timeout_s: float = 60.0) -> None:
+        """Wait until the worker's ``/readyz`` on ``port`` answers 200."""
+        deadline = time.monotonic() + timeout_s
+        while await http_status(port, "/readyz") != 200:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited with {self.proc.returncode}: {self.stop()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"worker not ready after {timeout_s}s: {self.stop()}")
+            await asyncio.sleep(0.1)
 
     def stop(self) -> str:
         """SIGTERM, wait, and return the tail of its stderr."""
@@ -203,6 +284,59 @@ class WorkerProcess:
         err = self._stderr.read().decode(errors="replace")
         self._stderr.close()
         return "\n".join(err.splitlines()[-20:])
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User plus system CPU time a process has used so far (Linux), NaN if unknown."""
+    if pid is None:
+        return float("nan")
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return float("nan")
+    # utime and stime are fields 14 and 15 of /proc/<pid>/stat (1-based).
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds() -> float:
+    """CPU time every process on the machine has used since boot (Linux ``/proc/stat``)."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except (OSError, IndexError):
+        return float("nan")
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """Cores used by the workers, by nats-server and by the whole machine meanwhile."""
+
+    def __init__(self, server: BenchServer, workers: Sequence[WorkerProcess]) -> None:
+        self._server = server
+        self._pids = [w.proc.pid for w in workers]
+        self._began = (0.0, 0.0, 0.0, 0.0)
+
+    def _now(self) -> tuple[float, float, float, float]:
+        workers = sum(cpu_seconds(pid) for pid in self._pids)
+        return time.monotonic(), workers, self._server.cpu_seconds(), machine_busy_seconds()
+
+    def start(self) -> None:
+        """Begin measuring."""
+        self._began = self._now()
+
+    def stop(self) -> str:
+        """A note: cores used by the workers and the server since ``start``."""
+        now = self._now()
+        wall = now[0] - self._began[0]
+        if wall <= 0:
+            return "cpu: n/a"
+        workers = (now[1] - self._began[1]) / wall
+        server = (now[2] - self._began[2]) / wall
+        machine = (now[3] - self._began[3]) / wall
+        return (
+            f"while draining: worker(s) {workers:.2f} cores, nats-server {server:.2f}, "
+            f"whole machine {machine:.2f} of {os.cpu_count()}"
+        )
 
 
 def python_module(module: str, *args: str) -> list[str]:

@@ -168,3 +168,21 @@ async def test_a_claim_this_process_abandoned_is_taken_over_at_once(
     again = await ledger.claim(task, worker_id="a", lease_s=30)
     assert isinstance(again, Claim), "no wait for the lease of a claim known to be dead"
     assert again.record.attempts == 2
+
+
+async def test_a_deleted_record_is_claimed_again_from_scratch(
+    ledger_and_clock: tuple[Ledger, Clock], nc: Client, topology: Topology
+) -> None:
+    # `nats kv del gitstore-runs <hex>` is how an operator forces a re-run: the
+    # key's tombstone must not block the first (create-only) claim attempt.
+    ledger, _ = ledger_and_clock
+    task = _task()
+    first = await ledger.claim(task, worker_id="a", lease_s=30)
+    assert isinstance(first, Claim)
+    assert await ledger.succeed(first, output_digest="sha256:x", result_seq=1)
+    kv = await nc.jetstream().key_value(topology.ledger_bucket)
+    await kv.delete(ledger_key(task.idempotency_key))
+    again = await ledger.claim(task, worker_id="b", lease_s=30)
+    assert isinstance(again, Claim)
+    assert again.record.attempts == 1
+    assert again.record.state is RunState.RUNNING

@@ -35,7 +35,7 @@ from .runtime_support import (
     write_module,
 )
 from .support import eventually
-from .wasm_modules import loop_module, rejecting_module
+from .wasm_modules import loop_module, rejecting_module, text_module
 
 T = TypeVar("T")
 
@@ -219,3 +219,26 @@ async def _value(value: T) -> T:
 
 def _stream_config(topology: Topology, name: str) -> StreamConfig:
     return next(c for c in topology.stream_configs() if c.name == name)
+
+
+async def test_output_without_a_canonical_form_is_a_permanent_output_check_failure(
+    nats_url: str, nc: Client, topology: Topology, tmp_path: Path
+) -> None:
+    # A float has no canonical JSON form: deterministic, so a diagnostic and a
+    # term, never a retry (it used to escape the pipeline as a handler error).
+    modules = default_modules(tmp_path)
+    modules[MARKDOWN_COMPILE] = write_module(tmp_path, "float", text_module('{"price": 1.5}'))
+    config = runtime_config(nats_url, topology, tmp_path, modules=modules)
+    js = nc.jetstream()
+    async with running(config, [PLANNER, MARKDOWN_COMPILER]):
+        await publish_event(js, topology, make_event(1))
+        await wait_settled(js, config, [PLANNER, MARKDOWN_COMPILER])
+        failures = await diagnostics(js, topology)
+        info = await js.consumer_info(topology.tasks_stream, MARKDOWN_COMPILER)
+
+    assert [(f.stage, f.code, f.retryable) for f in failures] == [
+        ("output-check", "canonical-form", False)
+    ]
+    assert "float" in failures[0].message
+    assert info.num_redelivered == 0
+    assert await validation_requests(js, topology) == []

@@ -42,7 +42,10 @@ async def main(url: str, batch: int) -> None:
                 await msg.nak()
             else:
                 await msg.ack()
-    await nc.drain()
+    # Acks are plain publishes: flush them, then close (drain waits on the pull
+    # subscription's pending fetch and can outlast the harness's patience).
+    await nc.flush()
+    await nc.close()
 
 
 if __name__ == "__main__":

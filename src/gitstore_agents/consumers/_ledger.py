@@ -19,12 +19,14 @@ State machine of a record::
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import hashlib
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 import msgspec
 import nats.errors
@@ -131,6 +133,12 @@ _DECODER = msgspec.json.Decoder(RunRecord)
 
 # What a KV request can fail with when NATS is unavailable or slow.
 _NATS_ERRORS = (nats.errors.Error, TimeoutError)
+# Nobody answered (503): the bucket's stream is between leaders, or the node
+# this connection uses is still catching up. Nothing was written; ask again.
+_UNANSWERED = (nats.js.errors.NoStreamResponseError, nats.errors.NoRespondersError)
+_UNANSWERED_PAUSE_S = (0.05, 0.5)
+
+T = TypeVar("T")
 
 
 def ledger_key(idempotency_key: str) -> str:
@@ -150,11 +158,22 @@ class Ledger:
     Args:
         kv: The ledger bucket.
         clock: Current UTC time (tests move it to expire leases).
+        unanswered_retry_s: How long a request nobody answered (a leader
+            election) is asked again before the ledger counts as unavailable;
+            the runtime passes its request timeout, so a claim or a settle
+            still ends within about twice that.
     """
 
-    def __init__(self, kv: KeyValue, *, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(
+        self,
+        kv: KeyValue,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        unanswered_retry_s: float = 0.0,
+    ) -> None:
         self._kv = kv
         self._clock = clock
+        self._retry_s = unanswered_retry_s
         # claim_id -> None, oldest first: claims this process abandoned. A
         # claim id is unique to one attempt of one process, so only this
         # process can know such a claim is dead before its lease runs out.
@@ -188,7 +207,7 @@ class Ledger:
         """
         key = ledger_key(idempotency_key)
         try:
-            entry = await self._kv.get(key)
+            entry = await self._answered(lambda: self._kv.get(key))
         except nats.js.errors.KeyNotFoundError:
             return None
         except _NATS_ERRORS as exc:
@@ -214,6 +233,13 @@ class Ledger:
             LedgerUnavailableError: the bucket could not be read or written.
         """
         key = ledger_key(task.idempotency_key)
+        # Most tasks are new: write the record straight away, expecting no
+        # revision at all (one request; the server's check still decides any
+        # race). Only a key that exists (or a deleted one's tombstone) is read.
+        record = self._claimed(_fresh(task), worker_id, lease_s, self._clock())
+        revision = await self._write_claim(key, record, last=0, fresh=True)
+        if revision is not None:
+            return Claim(key=key, revision=revision, record=record)
         for _ in range(_MAX_RACES):
             current = await self.get(task.idempotency_key)
             now = self._clock()
@@ -288,9 +314,11 @@ class Ledger:
             self.abandon(claim)
             raise
 
-    async def _write_claim(self, key: str, record: RunRecord, *, last: int) -> int | None:
+    async def _write_claim(
+        self, key: str, record: RunRecord, *, last: int, fresh: bool = False
+    ) -> int | None:
         try:
-            return await self._write(key, record, last=last)
+            return await self._write(key, record, last=last, fresh=fresh)
         except LedgerUnavailableError:
             # The write may have landed even though no reply came back.
             self.abandon(record.claim_id or "")
@@ -299,6 +327,7 @@ class Ledger:
     def _claimed(
         self, record: RunRecord, worker_id: str, lease_s: float, now: datetime
     ) -> RunRecord:
+        started = rfc3339(now)
         return msgspec.structs.replace(
             record,
             state=RunState.RUNNING,
@@ -306,21 +335,43 @@ class Ledger:
             worker_id=worker_id,
             claim_id=uuid.uuid4().hex,
             lease_until=rfc3339(now + timedelta(seconds=lease_s)),
-            started_at=rfc3339(now),
-            updated_at=rfc3339(now),
+            started_at=started,
+            updated_at=started,
         )
 
-    async def _write(self, key: str, record: RunRecord, *, last: int) -> int | None:
-        """Write if the key is still at revision ``last`` (0: absent); None if it moved on."""
+    async def _write(
+        self, key: str, record: RunRecord, *, last: int, fresh: bool = False
+    ) -> int | None:
+        """Write if the key is still at revision ``last`` (0: absent); None if it moved on.
+
+        ``fresh`` expects the subject to have no message at all: one request,
+        refused for a deleted key's tombstone too (``create`` looks for one).
+        """
         data = _ENCODER.encode(record)
         try:
+            if fresh:
+                return await self._answered(lambda: self._kv.update(key, data, last=0))
             if last == 0:
-                return await self._kv.create(key, data)
-            return await self._kv.update(key, data, last=last)
+                return await self._answered(lambda: self._kv.create(key, data))
+            return await self._answered(lambda: self._kv.update(key, data, last=last))
         except nats.js.errors.KeyWrongLastSequenceError:
             return None
         except _NATS_ERRORS as exc:
             raise LedgerUnavailableError(f"ledger write {key}: {exc!r}") from None
+
+    async def _answered(self, request: Callable[[], Awaitable[T]]) -> T:
+        """``request()``, asked again while nobody answers, for up to ``unanswered_retry_s``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._retry_s
+        pause = _UNANSWERED_PAUSE_S[0]
+        while True:
+            try:
+                return await request()
+            except _UNANSWERED:
+                if loop.time() + pause > deadline:
+                    raise
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, _UNANSWERED_PAUSE_S[1])
 
 
 def _fresh(task: TaskRequest) -> RunRecord:

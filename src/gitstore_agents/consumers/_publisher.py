@@ -11,12 +11,18 @@ import asyncio
 from collections.abc import Sequence
 
 import msgspec
+import nats.js.errors
 from nats.js.api import PubAck
 
 from ..envelopes import headers as hdr
 from ..guardrails import Outbound, PublishBoundary, PublishDeniedError, PublishRefusedError
 from ..telemetry import coalesce_audit, inject, send_span
 from ._errors import PublishFailedError
+
+# Pauses before re-sending a publish nobody answered (503 "no responders"):
+# the stream has no leader for a moment (an election in a cluster, a node
+# that is still catching up). Doubling from the first, capped at the last.
+_NO_RESPONDERS_PAUSE_S = (0.05, 0.5)
 
 
 async def publish_confirmed(
@@ -39,6 +45,11 @@ async def publish_confirmed(
         span: Publish inside a ``send`` span (False for audit records alone:
             they carry their decision's span ids, and the current context is
             still injected).
+
+    A publish that no stream answered (JetStream's 503 "no responders": the
+    stream is between leaders, or the node is catching up) was not stored, so
+    it is sent again, with the same ``Nats-Msg-Id``, until ``timeout_s`` runs
+    out: a leader election costs a short wait, not one of the input's deliveries.
 
     Returns:
         The PubAcks, in the order of ``messages`` as sent: consecutive audit
@@ -76,6 +87,61 @@ async def _publish(
     boundary: PublishBoundary, messages: Sequence[Outbound], timeout_s: float
 ) -> list[PubAck]:
     since = boundary.clock()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    acks: list[PubAck | None] = [None] * len(messages)
+    waiting = list(range(len(messages)))
+    pause = _NO_RESPONDERS_PAUSE_S[0]
+    while True:
+        futures = await _send(boundary, [messages[i] for i in waiting])
+        _, late = await asyncio.wait(futures, timeout=max(deadline - loop.time(), 0.0))
+        if late:
+            # Cancelling releases nats-py's pending-publish slot for each future.
+            _cancel(late)
+            _retrieve(futures)
+            # A refused publish gets no PubAck, only an asynchronous error: tell it
+            # apart from a slow server, or it would be retried as a timeout forever.
+            missing = [
+                messages[i].subject for i, f in zip(waiting, futures, strict=True) if f in late
+            ]
+            denied = boundary.refused_by_server(missing, since)
+            if denied:
+                raise PublishDeniedError(
+                    f"the NATS server refused publishing to {denied} (permissions violation): "
+                    "its permissions for this role do not match the policy (policy nats-config)"
+                )
+            raise PublishFailedError(
+                f"{len(late)} of {len(messages)} PubAcks missing after "
+                f"publish_timeout_s={timeout_s:g}"
+            )
+        unanswered = []
+        for index, future in zip(waiting, futures, strict=True):
+            error = future.exception()
+            if error is None:
+                acks[index] = future.result()
+            elif isinstance(error, nats.js.errors.NoStreamResponseError):
+                unanswered.append(index)
+            else:
+                _retrieve(futures)
+                raise PublishFailedError(
+                    f"publish to {messages[index].subject} rejected: {error!r}"
+                )
+        if not unanswered:
+            return [ack for ack in acks if ack is not None]
+        if loop.time() + pause > deadline:
+            raise PublishFailedError(
+                f"publish to {messages[unanswered[0]].subject}: no stream answered "
+                f"({len(unanswered)} of {len(messages)} messages) within "
+                f"publish_timeout_s={timeout_s:g}"
+            )
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, _NO_RESPONDERS_PAUSE_S[1])
+        waiting = unanswered
+
+
+async def _send(
+    boundary: PublishBoundary, messages: Sequence[Outbound]
+) -> list[asyncio.Future[PubAck]]:
     futures: list[asyncio.Future[PubAck]] = []
     try:
         for message in messages:
@@ -86,27 +152,14 @@ async def _publish(
     except Exception as exc:
         _cancel(futures)
         raise PublishFailedError(f"publish to {message.subject} failed: {exc!r}") from None
-    _, late = await asyncio.wait(futures, timeout=timeout_s)
-    if late:
-        # Cancelling releases nats-py's pending-publish slot for each future.
-        _cancel(late)
-        # A refused publish gets no PubAck, only an asynchronous error: tell it
-        # apart from a slow server, or it would be retried as a timeout forever.
-        missing = [m.subject for m, f in zip(messages, futures, strict=True) if f in late]
-        denied = boundary.refused_by_server(missing, since)
-        if denied:
-            raise PublishDeniedError(
-                f"the NATS server refused publishing to {denied} (permissions violation): "
-                "its permissions for this role do not match the policy (policy nats-config)"
-            )
-        raise PublishFailedError(
-            f"{len(late)} of {len(futures)} PubAcks missing after publish_timeout_s={timeout_s:g}"
-        )
-    for message, future in zip(messages, futures, strict=True):
-        error = future.exception()
-        if error is not None:
-            raise PublishFailedError(f"publish to {message.subject} rejected: {error!r}")
-    return [future.result() for future in futures]
+    return futures
+
+
+def _retrieve(futures: Sequence[asyncio.Future[PubAck]]) -> None:
+    # Mark every failure as seen, so asyncio does not log "exception was never retrieved".
+    for future in futures:
+        if future.done() and not future.cancelled():
+            future.exception()
 
 
 def _cancel(futures: Sequence[asyncio.Future[PubAck]] | set[asyncio.Future[PubAck]]) -> None:

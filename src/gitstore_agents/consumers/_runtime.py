@@ -228,7 +228,7 @@ class Runtime:
         """Resolve modules and create each role's handler and worker (no serving yet)."""
         js = self.js
         kv = await js.key_value(self.config.topology.ledger_bucket)
-        self.ledger = Ledger(kv)
+        self.ledger = Ledger(kv, unanswered_retry_s=self.config.nats.request_timeout_s)
         self._sandbox = self._sandbox or Sandbox(cache_dir=default_cache_dir())
         store = await ModuleStore.open(js, self.config.topology.modules_bucket)
         self.modules = ModuleLoader(ModuleRegistry(self._sandbox, store))

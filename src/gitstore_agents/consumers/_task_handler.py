@@ -26,6 +26,7 @@ import structlog
 
 from ..envelopes import (
     AuditDecision,
+    CanonicalFormError,
     ContentStore,
     EnvelopeError,
     FailureDiagnostic,
@@ -35,7 +36,6 @@ from ..envelopes import (
     TaskRequest,
     Usage,
     ValidationRequest,
-    canonical_digest,
     canonical_json,
     decode,
     headers,
@@ -64,6 +64,7 @@ from ._follow_ups import FollowUpSpec, follow_up_tasks
 from ._ledger import Busy, Claim, Ledger, RunState, Settled, ledger_key
 from ._modules import ModuleLoader
 from ._observer import DecisionRecord, Observer, rfc3339, utc_now
+from ._offload import SandboxOffload
 from ._publisher import publish_confirmed
 from ._retry import retry_delay_s
 from ._stages import Admission, OutputCheck
@@ -131,6 +132,7 @@ class _Attempt:
         "raw",
         "result",
         "result_seq",
+        "stdin",
         "task",
         "trail",
     )
@@ -138,6 +140,8 @@ class _Attempt:
     def __init__(self, delivery: Delivery) -> None:
         self.delivery = delivery
         self.task: TaskRequest | None = None
+        # The canonical inline input: hashed at decode, then the module's stdin.
+        self.stdin: bytes | None = None
         self.claim: Claim | None = None
         self.result: RunResult | None = None
         self.output: Any = None
@@ -158,7 +162,8 @@ class TaskHandler:
         ledger: The idempotency ledger.
         boundary: The role's publish boundary (the only way out).
         subjects: Subject scheme.
-        executor: Threads the sandbox runs on (wasmtime releases the GIL).
+        executor: Threads for runs that may be long (wasmtime releases the GIL);
+            surely short runs happen inline (``_offload``).
         admission: Decides whether a task may run (before running).
         output_check: Decides whether an output may be proposed (after running).
         observer: Receives every decision.
@@ -181,12 +186,11 @@ class TaskHandler:
         content: ContentStore | None = None,
     ) -> None:
         self.settings = settings
-        self._sandbox = sandbox
+        self._offload = SandboxOffload(sandbox, executor)
         self._modules = modules
         self._ledger = ledger
         self._boundary = boundary
         self._subjects = subjects
-        self._executor = executor
         self._admission = admission
         self._output_check = output_check
         self._observer = observer
@@ -216,24 +220,23 @@ class TaskHandler:
         ran before must produce the same bytes again.
         """
         try:
-            _check_input_digest(task)
-            stdin = await self._stdin(task)
+            stdin = _check_input_digest(task) or await self._stdin(task)
             module = await self._modules.ensure(task.module_digest)
         except GitStoreAgentsError as exc:
             return Execution(code=exc.code, detail=exc.message)
         except ModuleError as exc:
             return Execution(code=str(exc.outcome), detail=str(exc))
-        loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(self._executor, self._run, module, stdin, task)
+        result = await self._run(module, stdin, task)
         if result.outcome is not Outcome.OK:
             return Execution(code=str(result.outcome), detail=result.detail)
         try:
             output = msgspec.json.decode(result.stdout)
+            raw = canonical_json(output)
         except msgspec.DecodeError as exc:
             return Execution(code=str(Outcome.INVALID_OUTPUT), detail=str(exc))
-        return Execution(
-            code="ok", output=output, output_digest=sha256_digest(canonical_json(output))
-        )
+        except CanonicalFormError as exc:
+            return Execution(code=exc.code, detail=exc.message)
+        return Execution(code="ok", output=output, output_digest=sha256_digest(raw))
 
     async def _process(self, a: _Attempt) -> Decision:
         # The stages, in order; each either fills in the attempt and returns
@@ -263,7 +266,7 @@ class TaskHandler:
                 task_id=a.task.task_id,
                 kind=a.task.kind,
             )
-            _check_input_digest(a.task)
+            a.stdin = _check_input_digest(a.task)
         except GitStoreAgentsError as exc:
             return await self._permanent(a, Stage.DECODE, exc.code, exc.message)
         return None
@@ -322,7 +325,7 @@ class TaskHandler:
     async def _execute(self, a: _Attempt) -> Decision | None:
         assert a.task is not None
         try:
-            stdin = await self._stdin(a.task)
+            stdin = a.stdin if a.stdin is not None else await self._stdin(a.task)
             module = await self._modules.ensure(a.task.module_digest)
         except ModuleError as exc:
             return await self._permanent(a, Stage.SANDBOX, str(exc.outcome), str(exc))
@@ -330,8 +333,7 @@ class TaskHandler:
             # Content and module stores: unreachable or not-yet-uploaded is
             # retryable, a digest mismatch is not; the error says which.
             return await self._failed(a, Stage.SANDBOX, exc)
-        loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(self._executor, self._run, module, stdin, a.task)
+        result = await self._run(module, stdin, a.task)
         a.result = result
         if result.outcome is not Outcome.OK:
             return await self._sandbox_failure(a, result)
@@ -359,7 +361,17 @@ class TaskHandler:
                 f"stdout is not JSON: {exc}",
                 stderr=a.result.stderr,
             )
-        a.raw = canonical_json(a.output)
+        try:
+            a.raw = canonical_json(a.output)
+        except CanonicalFormError as exc:
+            # A float or an out-of-range integer: deterministic, so never retried.
+            return await self._permanent(
+                a,
+                Stage.OUTPUT_CHECK,
+                exc.code,
+                f"stdout has no canonical JSON form: {exc.message}",
+                stderr=a.result.stderr,
+            )
         refusal = self._output_check.check(a.task, a.output, a.raw)
         if refusal is not None:
             return await self._permanent(a, refusal.stage, refusal.code, refusal.message)
@@ -669,14 +681,14 @@ class TaskHandler:
             return canonical_json(task.input)
         return await resolve_task_input(task, self._content)
 
-    def _run(self, module: CompiledModule, stdin: bytes, task: TaskRequest) -> RunResult:
+    async def _run(self, module: CompiledModule, stdin: bytes, task: TaskRequest) -> RunResult:
         limits = SandboxLimits(
             fuel=task.limits.fuel,
             timeout_ms=task.limits.timeout_ms,
             memory_bytes=task.limits.memory_bytes,
         )
         # Clock and randomness come from the task, so a replay sees the same values.
-        return self._sandbox.run(
+        return await self._offload.run(
             module,
             stdin,
             limits,
@@ -692,22 +704,29 @@ def _parse_time(moment: str | None) -> datetime | None:
         return None
 
 
-def _check_input_digest(task: TaskRequest) -> None:
-    """The input must be present exactly once and match ``input_digest``."""
+def _check_input_digest(task: TaskRequest) -> bytes | None:
+    """The input must be present exactly once and match ``input_digest``.
+
+    Returns:
+        The canonical bytes of an inline input (the module's stdin), else None.
+    """
     if (task.input is None) == (task.input_ref is None):
         raise EnvelopeError("TaskRequest: exactly one of input and input_ref is required")
     if task.input is not None:
-        actual = canonical_digest(task.input)
+        stdin = canonical_json(task.input)
+        actual = sha256_digest(stdin)
         if actual != task.input_digest:
             raise EnvelopeError(
                 f"TaskRequest.input_digest is {task.input_digest} but the input hashes to {actual}",
                 code="input-digest-mismatch",
             )
-    elif task.input_ref != task.input_digest:
+        return stdin
+    if task.input_ref != task.input_digest:
         raise EnvelopeError(
             f"TaskRequest.input_ref={task.input_ref} differs from input_digest={task.input_digest}",
             code="input-digest-mismatch",
         )
+    return None
 
 
 def _outbound(subject: str, envelope: Any, msg_id: str, request_id: str | None) -> Outbound:

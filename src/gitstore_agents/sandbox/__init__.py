@@ -6,6 +6,7 @@ digest of their bytes and come from a :class:`ModuleRegistry`.
 """
 
 from ._artifacts import ArtifactCache, default_cache_dir
+from ._engine import POOL_SLOTS
 from ._errors import ModuleError, ModuleStoreError, SandboxError, UnknownModuleError
 from ._limits import SandboxLimits
 from ._logical_time import logical_time_ns
@@ -21,6 +22,7 @@ Limits = SandboxLimits
 
 __all__ = [
     "MODULES_BUCKET",
+    "POOL_SLOTS",
     "REFERENCE_MODULES",
     "ArtifactCache",
     "CompiledModule",

@@ -1,0 +1,498 @@
+"""What every fault scenario shares: configuration, events, worker processes, the count.
+
+A scenario starts nats-server (one, or a cluster), provisions the topology,
+publishes git events (one product file each), runs real ``gitstore-agents
+worker`` processes with every role, disturbs them its own way, waits until
+every durable is drained, and then counts what is stored:
+
+* events published and events stored, tasks expected (compile + enrich + one
+  per extension, per event) and task messages stored,
+* validation results stored, distinct task keys among them, duplicates, lost,
+* diagnostics and dead letters, messages left pending or unacknowledged,
+* how the guarantees were exercised: tasks re-run, republished results that
+  JetStream dropped, deliveries the ledger skipped.
+
+A scenario passes with exactly one validation result per task and nothing left
+pending or unacknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import nats
+import nats.errors
+import wasmtime
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+
+from gitstore_agents.config import (
+    CATALOG_ENRICH,
+    EXTENSION_RUN,
+    MARKDOWN_COMPILE,
+    ROLES,
+    Config,
+    load_config,
+)
+from gitstore_agents.consumers import (
+    RunRecord,
+    dead_letter_consumer,
+    read_subject,
+    role_consumer,
+)
+from gitstore_agents.envelopes import Blob, GitEvent, ValidationRequest, git_blob_oid, headers
+from gitstore_agents.sandbox import REFERENCE_MODULES, reference_module_path
+from gitstore_agents.telemetry import configure_logging
+
+# An echo module (``{"<key>": <stdin>}``): the stand-in when the reference
+# modules are not built, and a fast one, so the run measures the runtime.
+_ECHO_WAT = """
+(module
+  (import "wasi_snapshot_preview1" "fd_read" (func $fd_read (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 16)
+  (data (i32.const 64) "{\\"KEY\\":")
+  (data (i32.const 128) "}")
+  (func $write (param $ptr i32) (param $len i32)
+    (i32.store (i32.const 0) (local.get $ptr))
+    (i32.store (i32.const 4) (local.get $len))
+    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8))))
+  (func (export "_start")
+    (local $total i32) (local $n i32)
+    (block $eof (loop $read
+      (i32.store (i32.const 16) (i32.add (i32.const 1024) (local.get $total)))
+      (i32.store (i32.const 20) (i32.sub (i32.const 1047552) (local.get $total)))
+      (br_if $eof (i32.ne
+        (call $fd_read (i32.const 0) (i32.const 16) (i32.const 1) (i32.const 24)) (i32.const 0)))
+      (local.set $n (i32.load (i32.const 24)))
+      (br_if $eof (i32.eqz (local.get $n)))
+      (local.set $total (i32.add (local.get $total) (local.get $n)))
+      (br $read)))
+    (call $write (i32.const 64) (i32.const LEN))
+    (call $write (i32.const 1024) (local.get $total))
+    (call $write (i32.const 128) (i32.const 1))))
+"""
+
+_KIND_MODULES = {
+    MARKDOWN_COMPILE: "markdown-compile",
+    CATALOG_ENRICH: "catalog-enrich",
+    EXTENSION_RUN: "extension-sample",
+}
+
+# What a poll of the server can fail with while a server (or node) is down.
+TRANSIENT = (nats.errors.Error, TimeoutError, OSError)
+
+SHORT_WINDOW_S = 8.0
+"""The duplicate window of scenarios that wait it out (with their short timings)."""
+
+
+class FaultReport(msgspec.Struct, kw_only=True):
+    """What a fault run ended with."""
+
+    scenario: str
+    events_published: int
+    events_in: int
+    tasks_expected: int
+    tasks_stored: int
+    validation_results_stored: int
+    distinct_tasks_with_result: int
+    duplicates: int
+    missing: int
+    diagnostics: int
+    dead_letters: int
+    dead_letter_errors: list[str]
+    unacked: int
+    pending: int
+    tasks_rerun: int
+    results_republished_and_dropped: int
+    ledger_skips: int
+    extra_attempts: int
+    disruptions: int
+    modules: str
+    seconds: float
+
+    @property
+    def kills(self) -> int:
+        """Disruptions of a SIGKILL scenario are worker kills."""
+        return self.disruptions
+
+    @property
+    def exactly_once(self) -> bool:
+        """One result per task and nothing left behind."""
+        return (
+            self.duplicates == 0
+            and self.missing == 0
+            and self.unacked == 0
+            and self.pending == 0
+            and self.distinct_tasks_with_result == self.tasks_expected
+        )
+
+
+def quiet_logs() -> None:
+    """Only warnings from this process (provisioning logs a line otherwise)."""
+    configure_logging(json=False, level="WARNING")
+
+
+def print_report(report: FaultReport) -> int:
+    """Print the counts, a JSON line and the verdict; the exit code (0 only when exactly once)."""
+    for field in msgspec.structs.fields(FaultReport):
+        print(f"{field.name.replace('_', ' '):>32}: {getattr(report, field.name)}")
+    print(json.dumps(msgspec.to_builtins(report), sort_keys=True))
+    print(f"lost: {report.missing}, duplicated: {report.duplicates}")
+    print("exactly one validation result per task, nothing unacked:", report.exactly_once)
+    return 0 if report.exactly_once else 1
+
+
+def _echo(key: str) -> bytes:
+    return wasmtime.wat2wasm(_ECHO_WAT.replace("KEY", key).replace("LEN", str(len(key) + 4)))
+
+
+def module_refs(kind_modules: str, folder: Path) -> tuple[dict[str, str], str]:
+    """Module reference per kind: the packaged reference modules, or echo stand-ins."""
+    have_reference = all(reference_module_path(n).is_file() for n in REFERENCE_MODULES)
+    if kind_modules == "reference" or (kind_modules == "auto" and have_reference):
+        return {kind: f"reference:{name}" for kind, name in _KIND_MODULES.items()}, "reference"
+    folder.mkdir(parents=True, exist_ok=True)
+    refs = {}
+    for kind, name in _KIND_MODULES.items():
+        path = folder / f"{name}.wasm"
+        path.write_bytes(_echo(name.replace("-", "_")))
+        refs[kind] = f"file:{path}"
+    return refs, "test (echo stand-ins)"
+
+
+def fault_config(
+    url: str,
+    modules: dict[str, str],
+    *,
+    concurrency: int,
+    replicas: int = 1,
+    short_window: bool = False,
+    backoff_s: list[float] | None = None,
+) -> Config:
+    """Every role in one process, with ack waits short enough for a bench run.
+
+    Args:
+        url: Server URL(s), comma-separated for a cluster.
+        modules: Module reference per task kind.
+        concurrency: Tasks in flight per task role (the planner gets four times as many).
+        replicas: Stream and bucket replicas (3 on a cluster).
+        short_window: Timings tight enough for a duplicate window of
+            ``SHORT_WINDOW_S`` (the validated rule: window >= ack wait + the
+            longest backoff + the deadline + the publish timeout).
+        backoff_s: Retry delays instead of the scenario's short ones (a
+            cluster needs them to outlast a leader election).
+    """
+    if short_window:
+        timing = {"ack_wait_s": 4.0, "backoff_s": [0.5, 1.0, 1.0]}
+        deadline_ms, publish_timeout_s = 1000, 1.0
+    else:
+        timing = {"ack_wait_s": 6.0, "backoff_s": [0.5, 1.0, 2.0]}
+        deadline_ms, publish_timeout_s = 2000, 2.0
+    if backoff_s is not None:
+        timing["backoff_s"] = backoff_s
+    role = {
+        "concurrency": concurrency,
+        "max_deliver": 5,
+        "fetch_expires_s": 2.0,
+        "fetch_heartbeat_s": 0.5,
+        **timing,
+    }
+
+    def kind(k: str) -> dict[str, Any]:
+        return {"module": modules[k], "limits": {"timeout_ms": deadline_ms}}
+
+    topology: dict[str, Any] = {"replicas": replicas}
+    if short_window:
+        topology["duplicate_window_s"] = SHORT_WINDOW_S
+    overrides: dict[str, Any] = {
+        "nats": {"url": url, "request_timeout_s": 1.0, "reconnect_wait_s": 0.2},
+        "health": {"port": None},
+        "topology": topology,
+        "publish_timeout_s": publish_timeout_s,
+        "drain_grace_s": 10.0,
+        "roles": {
+            "planner": {**role, "concurrency": 4 * concurrency, "batch": 64},
+            "markdown-compiler": {
+                **role,
+                "kinds": {MARKDOWN_COMPILE: kind(MARKDOWN_COMPILE)},
+                "follow_ups": [CATALOG_ENRICH, EXTENSION_RUN],
+            },
+            "enricher": {**role, "kinds": {CATALOG_ENRICH: kind(CATALOG_ENRICH)}},
+            "extension-runner": {
+                **role,
+                "kinds": {
+                    EXTENSION_RUN: {
+                        **kind(EXTENSION_RUN),
+                        "extensions": [{"name": "seo-lint", "version": "1.0.0"}],
+                    }
+                },
+            },
+        },
+    }
+    return load_config(env={}, overrides=overrides)
+
+
+def write_config(config: Config, path: Path) -> Path:
+    """Write ``config`` as the YAML file a worker process reads."""
+    path.write_bytes(msgspec.yaml.encode(msgspec.to_builtins(config)))
+    return path
+
+
+def tasks_per_event(config: Config) -> int:
+    """Validation results one event yields: compile, enrich, one per extension."""
+    return 1 + 1 + len(config.kind(EXTENSION_RUN)[1].extensions)
+
+
+_EVENT_NAMESPACE = uuid.UUID("0193f1c2-0000-7000-8000-0000000bec4e")
+
+
+def make_event(number: int) -> GitEvent:
+    """A push changing one product file, unique per ``number``."""
+    content = (
+        "---\napiVersion: catalog.gitstore.dev/v1beta1\nkind: Product\n"
+        f"metadata:\n  name: bench-{number}\n  namespace: bench\n"
+        f'spec:\n  title: Bench product {number}\n  price:\n    amount: "{number % 500}.90"\n'
+        f"    currency: EUR\n  tags: [bench, fault]\n---\n# Bench product {number}\n\n"
+        "Built to be **compiled**, enriched and extended.\n"
+    )
+    path = f"products/bench-{number}.md"
+    return GitEvent(
+        # Event ids are UUIDs (the contract); derived so runs are reproducible.
+        event_id=str(uuid.uuid5(_EVENT_NAMESPACE, f"bench-{number:06d}")),
+        repository_id="0193f1c2-0000-7000-8000-0000000bec4e",
+        ref_name="refs/heads/main",
+        old_commit_sha="0" * 40,
+        new_commit_sha=f"{number:040x}",
+        changed_paths=[path],
+        actor_subject="user:bench@example.com",
+        blobs=[Blob(path=path, blob_oid=git_blob_oid(content.encode()), content=content)],
+        occurred_at="2026-11-29T08:00:00Z",
+    )
+
+
+async def publish_events(
+    js: JetStreamContext, config: Config, numbers: Iterable[int], *, copies: int = 1
+) -> int:
+    """Publish the events ``numbers`` (each ``copies`` times, same ``Nats-Msg-Id``).
+
+    Copies go out back to back, so all of them fall inside the duplicate
+    window. Returns how many publishes the server acknowledged.
+    """
+    subjects = config.topology.subjects
+    wanted = list(numbers)
+    published = 0
+    for start in range(0, len(wanted), 200):
+        futures = []
+        for number in wanted[start : start + 200]:
+            event = make_event(number)
+            payload = msgspec.json.encode(event)
+            for _ in range(copies):
+                futures.append(
+                    await js.publish_async(
+                        subjects.git_push(event.repository_id),
+                        payload,
+                        headers={headers.MSG_ID: event.event_id},
+                    )
+                )
+        await asyncio.gather(*futures)
+        published += len(futures)
+    return published
+
+
+async def connect_harness(url: str) -> Client:
+    """The harness's own connection: reconnects forever, like the workers."""
+    servers = [u.strip() for u in url.split(",") if u.strip()]
+
+    async def quiet(_: Exception) -> None:
+        # Connection errors while a server is down are the scenario, not news.
+        return
+
+    return await nats.connect(
+        servers=servers,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.2,
+        connect_timeout=2,
+        error_cb=quiet,
+    )
+
+
+def start_worker(config_file: Path, log: Path) -> subprocess.Popen[bytes]:
+    """A ``gitstore-agents worker`` process with every role; stderr (JSON logs) to ``log``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GITSTORE_")}
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "gitstore_agents", "worker", "--config", str(config_file)],
+            stdout=subprocess.DEVNULL,
+            stderr=out,
+            env=env,
+        )
+
+
+def stop_worker(worker: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
+    """SIGTERM (drain), escalating to SIGKILL."""
+    if worker.poll() is None:
+        worker.terminate()
+        try:
+            worker.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+
+
+async def stream_count(js: JetStreamContext, stream: str) -> int:
+    """Messages ``stream`` holds."""
+    return (await js.stream_info(stream)).state.messages
+
+
+async def backlog(js: JetStreamContext, config: Config) -> tuple[int, int]:
+    """Messages pending and delivered-but-unacknowledged, over every durable."""
+    pending = unacked = 0
+    for role in ROLES:
+        for spec in (role_consumer(config, role), dead_letter_consumer(config, role)):
+            info = await js.consumer_info(spec.stream, spec.durable)
+            pending += info.num_pending
+            unacked += info.num_ack_pending
+    return pending, unacked
+
+
+async def wait_count(js: JetStreamContext, stream: str, target: float) -> int:
+    """Wait until ``stream`` holds at least ``target`` messages (riding out outages)."""
+    while True:
+        with contextlib.suppress(*TRANSIENT):
+            stored = await stream_count(js, stream)
+            if stored >= target:
+                return stored
+        await asyncio.sleep(0.05)
+
+
+async def wait_drained(
+    js: JetStreamContext,
+    config: Config,
+    *,
+    expected: int,
+    worker: Callable[[], subprocess.Popen[bytes]],
+    timeout_s: float,
+    log: Path,
+    stall_s: float = 10.0,
+) -> None:
+    """Wait until ``expected`` results are stored and every durable is drained.
+
+    Polls ride out a server (or node) that is down; the worker must stay
+    alive. Every durable drained with fewer results than expected for
+    ``stall_s`` ends the wait too (nothing more can come: the count shows the
+    loss).
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    short_since: tuple[int, float] | None = None
+    while loop.time() < deadline:
+        proc = worker()
+        if proc.poll() is not None:
+            raise RuntimeError(f"worker exited with {proc.returncode}; see {log}")
+        with contextlib.suppress(*TRANSIENT):
+            stored = await stream_count(js, config.topology.validation_stream)
+            pending, unacked = await backlog(js, config)
+            if pending == 0 and unacked == 0:
+                if stored >= expected:
+                    return
+                if short_since is None or short_since[0] != stored:
+                    short_since = (stored, loop.time())
+                elif loop.time() - short_since[1] > stall_s:
+                    return
+            else:
+                short_since = None
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"not drained after {timeout_s}s; see {log}")
+
+
+def _log_events(log: Path, event: str) -> list[dict[str, Any]]:
+    found = []
+    marker = f'"event": "{event}"'
+    for line in log.read_text(errors="replace").splitlines():
+        if marker not in line:
+            continue
+        with contextlib.suppress(ValueError):
+            found.append(json.loads(line))
+    return found
+
+
+def republished(log: Path) -> int:
+    """Results a re-run published again and JetStream dropped (the crash-after-PubAck case)."""
+    return sum(
+        1 for e in _log_events(log, "published") if e.get("refs", {}).get("duplicate") == "true"
+    )
+
+
+def ledger_skips(log: Path) -> int:
+    """Deliveries the ledger found already settled (duplicates beyond the window, replays)."""
+    return len(_log_events(log, "duplicate-skipped"))
+
+
+async def count(
+    js: JetStreamContext,
+    config: Config,
+    *,
+    scenario: str,
+    events_published: int,
+    expected: int,
+    log: Path,
+    disruptions: int,
+    modules: str,
+    started: float,
+) -> FaultReport:
+    """Count what the run left behind."""
+    topology = config.topology
+    subjects = topology.subjects
+    stored = await read_subject(js, topology.validation_stream, subjects.validation_all())
+    diagnostics = await read_subject(js, topology.failures_stream, subjects.failures_all())
+    dead_letters = [
+        m
+        for m in await read_subject(js, topology.failures_stream, subjects.dead_letters_all())
+        if not m[1].endswith("._requeued")
+    ]
+    ledger = await read_subject(
+        js, f"KV_{topology.ledger_bucket}", f"$KV.{topology.ledger_bucket}.>"
+    )
+    attempts = [msgspec.json.decode(data, type=RunRecord).attempts for _, _, data, _ in ledger]
+    pending, unacked = await backlog(js, config)
+    keys = [
+        msgspec.json.decode(data, type=ValidationRequest).idempotency_key
+        for _, _, data, _ in stored
+    ]
+    return FaultReport(
+        scenario=scenario,
+        events_published=events_published,
+        events_in=await stream_count(js, topology.events_stream),
+        tasks_expected=expected,
+        tasks_stored=await stream_count(js, topology.tasks_stream),
+        validation_results_stored=len(keys),
+        distinct_tasks_with_result=len(set(keys)),
+        duplicates=len(keys) - len(set(keys)),
+        missing=expected - len(set(keys)),
+        diagnostics=len(diagnostics),
+        dead_letters=len(dead_letters),
+        dead_letter_errors=sorted(
+            {str(msgspec.json.decode(m[2]).get("last_error")) for m in dead_letters}
+        )[:5],
+        unacked=unacked,
+        pending=pending,
+        tasks_rerun=sum(1 for a in attempts if a > 1),
+        results_republished_and_dropped=republished(log),
+        ledger_skips=ledger_skips(log),
+        extra_attempts=sum(a - 1 for a in attempts),
+        disruptions=disruptions,
+        modules=modules,
+        seconds=round(time.monotonic() - started, 1),
+    )

@@ -1,0 +1,46 @@
+"""CI-sized comparison run: every row of ``python -m bench`` measures something, and prints."""
+
+from __future__ import annotations
+
+import math
+
+from bench.compare import parse_args, report, run
+
+
+async def test_the_comparison_prints_every_row_with_ratios_and_targets() -> None:
+    argv = ["--messages", "60", "--latency-messages", "20", "--rate", "50"]
+    argv += ["--rows", "raw nats-py", "noop", "compile", "--processes", "1", "2"]
+    args = parse_args(argv)
+    results, probes = await run(args)
+    out = report(args, results, probes)
+    assert "fsync=always (production: always)" in out
+    assert "fsyncs/s" in out
+    rows: dict[str, list[str]] = {}
+    for line in out.splitlines():
+        for name in (
+            "raw nats-py",
+            "ours: no-op task",
+            "ours: markdown-compile x1",
+            "ours: markdown-compile x2",
+        ):
+            if line.startswith(name + " "):
+                rows[name] = line[len(name) :].split()
+    assert set(rows) == {
+        "raw nats-py",
+        "ours: no-op task",
+        "ours: markdown-compile x1",
+        "ours: markdown-compile x2",
+    }
+    for name, cells in rows.items():
+        msgs_per_s, p50, p99, rss = (float(c.replace(",", "")) for c in cells[:4])
+        assert msgs_per_s > 0, name
+        assert 0 < p50 <= p99, name
+        assert rss > 10, name
+        assert cells[4].endswith("x"), name
+    # Every paced message was matched to its result (no "latency samples" note).
+    assert "latency samples" not in out
+    assert "peak RSS is the sum of" in out
+    assert "markdown-compile 1 -> 2 processes" in out
+    assert "no-op vs raw nats-py" in out
+    ratio = float(out.split("no-op vs raw nats-py")[1].split("x")[0])
+    assert not math.isnan(ratio)
