@@ -17,13 +17,11 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 import msgspec
-import structlog
 
 from ..envelopes import AuditDecision
 from ..guardrails import Outbound
+from ..telemetry import log_decision
 from ._delivery import Delivery
-
-log = structlog.get_logger("gitstore_agents.decisions")
 
 
 def utc_now() -> datetime:
@@ -88,14 +86,6 @@ class Observer(Protocol):
         ...
 
 
-_LEVELS = {
-    AuditDecision.FAILED: "warning",
-    AuditDecision.REFUSED: "warning",
-    AuditDecision.RETRIED: "warning",
-    AuditDecision.DEAD_LETTERED: "error",
-}
-
-
 class LogObserver:
     """The default observer: one structlog line and one counter per decision.
 
@@ -110,12 +100,7 @@ class LogObserver:
         """Log the decision and count it; publishes nothing."""
         with self._lock:
             self.counts[(record.decision, record.code)] += 1
-        fields = {
-            k: v
-            for k, v in msgspec.structs.asdict(record).items()
-            if v not in (None, "", {}, ()) and k not in ("decision", "at", "stderr_tail")
-        }
-        getattr(log, _LEVELS.get(record.decision, "info"))(str(record.decision), **fields)
+        log_decision(record)
         return ()
 
     def stage(self, name: str, delivery: Delivery) -> contextlib.AbstractContextManager[None]:

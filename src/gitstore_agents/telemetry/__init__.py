@@ -23,7 +23,7 @@ from ._audit import (
 )
 from ._logging import LOG_LEVEL_ENV, add_trace_context, configure_logging
 from ._metrics import INSTRUMENTS, Instruments
-from ._observer import SPAN_STAGES, TelemetryObserver
+from ._observer import SPAN_STAGES, TelemetryObserver, log_decision
 from ._prometheus import ScrapeReader, metric_name, render
 from ._render import render_story
 from ._setup import metrics_text, setup_telemetry
@@ -84,6 +84,7 @@ __all__ = [
     "encode_audit",
     "extract",
     "inject",
+    "log_decision",
     "message_ids",
     "metric_name",
     "metrics_text",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import logging
 import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -37,7 +38,14 @@ log = structlog.get_logger("gitstore_agents.decisions")
 SPAN_STAGES = frozenset({Stage.SANDBOX})
 """Stages that get a span of their own."""
 
+# The steps of a task that went well are DEBUG lines: at INFO a task logs
+# once, with its outcome (published, skipped, failed...). Four JSON lines per
+# task were a quarter of a no-op task's CPU (docs/performance.md); the audit
+# trail keeps every decision whatever the log level.
 _LEVELS = {
+    AuditDecision.ADMITTED: "debug",
+    AuditDecision.EXECUTED: "debug",
+    AuditDecision.OUTPUT_CHECKED: "debug",
     AuditDecision.FAILED: "warning",
     AuditDecision.REFUSED: "warning",
     AuditDecision.RETRIED: "warning",
@@ -84,7 +92,7 @@ class TelemetryObserver:
             trace_id, span_id = format(context.trace_id, "032x"), format(context.span_id, "016x")
             if span.is_recording():
                 _annotate(span, record)
-        _log(record)
+        log_decision(record)
         if not self._audit:
             return ()
         message = audit_message(record, self._subjects, trace_id=trace_id, span_id=span_id)
@@ -149,13 +157,17 @@ def _annotate(span: Span, record: DecisionRecord) -> None:
         span.set_status(Status(StatusCode.ERROR, f"{record.code}: {record.reason}"[:512]))
 
 
-def _log(record: DecisionRecord) -> None:
+def log_decision(record: DecisionRecord) -> None:
+    """Log ``record``: DEBUG for a good task's steps, INFO for outcomes, WARNING for failures."""
+    level = _LEVELS.get(record.decision, "info")
+    if level == "debug" and not log.is_enabled_for(logging.DEBUG):
+        return
     fields = {
         k: v
         for k, v in msgspec.structs.asdict(record).items()
         if v not in (None, "", {}, ()) and k not in ("decision", "at", "stderr_tail")
     }
-    getattr(log, _LEVELS.get(record.decision, "info"))(str(record.decision), **fields)
+    getattr(log, level)(str(record.decision), **fields)
 
 
 def _int(value: str | None) -> int | None:
