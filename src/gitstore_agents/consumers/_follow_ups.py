@@ -15,7 +15,8 @@ from typing import Any
 import msgspec
 
 from ..config import EXTENSION_RUN, ExtensionConfig
-from ..envelopes import Limits, TaskRequest, canonical_digest, derive_idempotency_key
+from ..envelopes import Limits, TaskRequest
+from ._derive import derive_task
 
 
 class FollowUpSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -62,22 +63,16 @@ def follow_up_tasks(
 def _derive(
     parent: TaskRequest, kind: str, task_input: dict[str, Any], module: str, limits: Limits
 ) -> TaskRequest:
-    input_digest = canonical_digest(task_input)
-    key = derive_idempotency_key(parent.idempotency_key, kind, input_digest, module)
-    hex_key = key.removeprefix("sha256:")
-    return TaskRequest(
-        task_id=hex_key[:32],
+    return derive_task(
+        source_key=parent.idempotency_key,
         kind=kind,
-        idempotency_key=key,
+        task_input=task_input,
+        module_digest=module,
+        limits=limits,
         source_event_id=parent.source_event_id,
         repository_id=parent.repository_id,
         commit_sha=parent.commit_sha,
         path=parent.path,
-        module_digest=module,
-        input=task_input,
-        input_digest=input_digest,
-        limits=limits,
         logical_time=parent.logical_time,
-        seed=int(hex_key[:16], 16),
         parent_key=parent.idempotency_key,
     )

@@ -19,10 +19,8 @@ from ..envelopes import (
     Stage,
     Subjects,
     TaskRequest,
-    canonical_digest,
     canonical_json,
     decode,
-    derive_idempotency_key,
     headers,
     resolve_blobs,
     sha256_digest,
@@ -33,6 +31,7 @@ from ..guardrails import Outbound, PublishBoundary, PublishRefusedError
 from ..telemetry import PLANNED_REF, annotate, planned_ref
 from ._decision import Decision, Settle
 from ._delivery import Delivery
+from ._derive import derive_task
 from ._errors import PublishFailedError
 from ._observer import DecisionRecord, LogObserver, Observer, rfc3339, utc_now
 from ._publisher import publish_confirmed
@@ -73,23 +72,18 @@ def plan_tasks(
             raise EnvelopeError(f"blobs[path={blob.path!r}].content is required for markdown files")
         verify_blob(blob.path, blob.blob_oid, blob.content.encode())
         task_input = msgspec.to_builtins(MarkdownInput(path=blob.path, content=blob.content))
-        input_digest = canonical_digest(task_input)
-        key = derive_idempotency_key(source_key, MARKDOWN_COMPILE, input_digest, module_digest)
         tasks.append(
-            TaskRequest(
-                task_id=key.removeprefix("sha256:")[:32],
+            derive_task(
+                source_key=source_key,
                 kind=MARKDOWN_COMPILE,
-                idempotency_key=key,
+                task_input=task_input,
+                module_digest=module_digest,
+                limits=task_limits,
                 source_event_id=event.event_id,
                 repository_id=event.repository_id,
                 commit_sha=event.new_commit_sha,
                 path=blob.path,
-                module_digest=module_digest,
-                input=task_input,
-                input_digest=input_digest,
-                limits=task_limits,
                 logical_time=event.occurred_at,
-                seed=int(key.removeprefix("sha256:")[:16], 16),
             )
         )
     return tasks
