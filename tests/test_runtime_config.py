@@ -9,6 +9,7 @@ import pytest
 from gitstore_agents.config import (
     CATALOG_ENRICH,
     EXTENSION_RUN,
+    INLINE_FUEL,
     MARKDOWN_COMPILE,
     MARKDOWN_COMPILER,
     PLANNER,
@@ -119,10 +120,20 @@ def test_contradictory_settings_are_rejected_naming_the_field(
         ),
         ("nats: {urls: x}", "unknown field `urls` - at `$.nats`"),
         ("health: {port: 70000}", "at `$.health.port`"),
+        (
+            "roles: {enricher: {inline_fuel: -1}}",
+            "Expected `int` >= 0 - at `$.roles.enricher.inline_fuel`",
+        ),
     ],
 )
 def test_type_errors_name_the_field_path(tmp_path: Path, text: str, expected: str) -> None:
     assert expected in _error(tmp_path, text)
+
+
+def test_inline_runs_can_be_turned_off_per_role(tmp_path: Path) -> None:
+    config = _load(tmp_path, "roles: {enricher: {inline_fuel: 0}}")
+    assert config.role("enricher").inline_fuel == 0
+    assert config.role(MARKDOWN_COMPILER).inline_fuel == INLINE_FUEL
 
 
 def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:

@@ -7,7 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from gitstore_agents.consumers._offload import INLINE_FUEL, SandboxOffload
+from gitstore_agents.config import INLINE_FUEL
+from gitstore_agents.consumers._offload import SandboxOffload
 from gitstore_agents.sandbox import Outcome, Sandbox, SandboxLimits
 
 from .wasm_modules import echo_module
@@ -73,3 +74,14 @@ async def test_a_task_whose_own_fuel_fits_the_cap_keeps_its_inline_outcome(
     result = await offload.run(module, b"{}", limits, logical_time_ns=0, seed=1)
     assert result.outcome is Outcome.FUEL_EXHAUSTED
     assert (offload.inline_runs, offload.thread_runs) == (1, 0)
+
+
+async def test_no_inline_fuel_sends_every_run_to_a_thread(
+    sandbox: Sandbox, executor: ThreadPoolExecutor
+) -> None:
+    module = sandbox.compile(echo_module())
+    offload = SandboxOffload(sandbox, executor, inline_fuel=0)
+    for _ in range(3):
+        result = await offload.run(module, b"{}", SandboxLimits(), logical_time_ns=0, seed=1)
+        assert result.outcome is Outcome.OK
+    assert (offload.inline_runs, offload.thread_runs) == (0, 3)

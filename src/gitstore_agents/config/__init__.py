@@ -7,6 +7,7 @@ would refuse, an ack wait shorter than a task can take) stop the process at star
 from ._defaults import builtin_defaults
 from ._load import CONFIG_ENV, ENV_OVERRIDES, load_config
 from ._model import (
+    INLINE_FUEL,
     Config,
     ExtensionConfig,
     HealthSettings,
@@ -38,6 +39,7 @@ __all__ = [
     "EXTENSION_RUN",
     "EXTENSION_RUNNER",
     "GIT_PUSH",
+    "INLINE_FUEL",
     "MARKDOWN_COMPILE",
     "MARKDOWN_COMPILER",
     "MAX_DELIVERIES_ADVISORY",

@@ -16,6 +16,10 @@ DRAIN_RESERVE_S = 3.0
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 PositiveSeconds = Annotated[float, msgspec.Meta(gt=0)]
 NonNegativeSeconds = Annotated[float, msgspec.Meta(ge=0)]
+NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
+
+INLINE_FUEL = 2_000_000
+"""Default fuel cap of runs tried on the event loop thread (about 0.5-2 ms of guest work)."""
 
 
 class NatsSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -120,6 +124,10 @@ class RoleConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
         fetch_heartbeat_s: Idle heartbeat of a pull request (at most half its expiry).
         kinds: Task kinds this role runs.
         follow_ups: Task kinds published after each successful task of this role.
+        inline_fuel: Fuel a run may use on the event loop's own thread before
+            it starts over on a sandbox thread (0: every run on a thread).
+            Short runs cost less inline than the thread hand-off
+            (docs/performance.md); the fuel bounds how long NATS I/O waits.
     """
 
     concurrency: PositiveInt = 4
@@ -132,6 +140,7 @@ class RoleConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     fetch_heartbeat_s: PositiveSeconds = 1.0
     kinds: dict[str, KindConfig] = msgspec.field(default_factory=dict)
     follow_ups: tuple[str, ...] = ()
+    inline_fuel: NonNegativeInt = INLINE_FUEL
 
     def max_deadline_s(self) -> float:
         """The longest wall-clock deadline of this role's task kinds (0 for none)."""

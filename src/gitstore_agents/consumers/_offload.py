@@ -31,10 +31,8 @@ from concurrent.futures import Executor
 
 import msgspec
 
+from ..config import INLINE_FUEL
 from ..sandbox import POOL_SLOTS, CompiledModule, Outcome, RunResult, Sandbox, SandboxLimits
-
-INLINE_FUEL = 2_000_000
-"""Most fuel an inline (event-loop thread) attempt may use before the run moves to a thread."""
 
 # Recent runs per module that decide whether an inline attempt is worth it.
 _WINDOW = 32

@@ -424,6 +424,7 @@ class Runtime:
                 backoff_s=settings.backoff_s,
                 publish_timeout_s=config.publish_timeout_s,
                 follow_ups=follow_ups,
+                inline_fuel=settings.inline_fuel,
             ),
             sandbox=self._sandbox,
             modules=self.modules,

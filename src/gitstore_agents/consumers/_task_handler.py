@@ -24,6 +24,7 @@ from typing import Any
 import msgspec
 import structlog
 
+from ..config import INLINE_FUEL
 from ..envelopes import (
     AuditDecision,
     CanonicalFormError,
@@ -94,6 +95,7 @@ class TaskSettings(msgspec.Struct, frozen=True, kw_only=True):
         kinds: Task kinds the role runs (diagnostics about foreign or
             unreadable tasks are filed under the first).
         follow_ups: Follow-up tasks published after each success.
+        inline_fuel: Fuel cap of runs tried on the event loop thread (0: none).
     """
 
     role: str
@@ -103,6 +105,7 @@ class TaskSettings(msgspec.Struct, frozen=True, kw_only=True):
     backoff_s: tuple[float, ...]
     publish_timeout_s: float
     follow_ups: tuple[FollowUpSpec, ...] = ()
+    inline_fuel: int = INLINE_FUEL
 
 
 class Execution(msgspec.Struct, frozen=True, kw_only=True):
@@ -186,7 +189,7 @@ class TaskHandler:
         content: ContentStore | None = None,
     ) -> None:
         self.settings = settings
-        self._offload = SandboxOffload(sandbox, executor)
+        self._offload = SandboxOffload(sandbox, executor, inline_fuel=settings.inline_fuel)
         self._modules = modules
         self._ledger = ledger
         self._boundary = boundary
