@@ -140,3 +140,22 @@ def test_a_config_the_policy_does_not_grant_is_caught_before_deploying(tmp_path:
     config = _load(_config_files(rendered)["enricher.yaml"], tmp_path, policy_path)
     with pytest.raises(PolicyError, match=r"limits\.fuel=100000000000 is over the policy"):
         Runtime(config, ["enricher"])
+
+
+def test_optional_role_settings_pass_through_the_schema_to_the_worker(tmp_path: Path) -> None:
+    rendered = render(
+        {
+            "roles": {
+                "enricher": {
+                    "config": {"inline_fuel": 0, "fetch_expires_s": 10, "fetch_heartbeat_s": 2}
+                }
+            }
+        }
+    )
+    config = _load(_config_files(rendered)["enricher.yaml"], tmp_path, _policy(rendered, tmp_path))
+    settings = config.role("enricher")
+    assert (settings.inline_fuel, settings.fetch_expires_s, settings.fetch_heartbeat_s) == (
+        0,
+        10.0,
+        2.0,
+    )

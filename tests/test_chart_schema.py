@@ -128,6 +128,11 @@ from .chart_support import ChartError, lint, render
             id="bad-otlp",
         ),
         pytest.param(
+            {"roles": {"enricher": {"config": {"inline_fuel": -1}}}},
+            "/roles/enricher/config/inline_fuel",
+            id="negative-inline-fuel",
+        ),
+        pytest.param(
             {"unknownTopLevel": True}, "additional properties 'unknownTopLevel'", id="unknown-key"
         ),
     ],
