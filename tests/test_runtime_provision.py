@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
+import nats
 import pytest
+from bench._cluster import NatsCluster
 from nats.aio.client import Client
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from gitstore_agents.config import PLANNER, ROLES, Topology
-from gitstore_agents.consumers import dead_letter_consumer, role_consumer
+from gitstore_agents.consumers import dead_letter_consumer, provision_buckets, role_consumer
 
 from .runtime_support import cli, runtime_config, write_config
 
@@ -56,3 +59,25 @@ async def test_provision_twice_then_keep_an_operators_rewind(
     )
     assert info.config.backoff == pytest.approx(list(spec.backoff_s))
     assert info.config.ack_wait == pytest.approx(spec.backoff_s[0])
+
+
+async def test_provisioning_raises_the_replicas_of_existing_buckets(tmp_path: Path) -> None:
+    # An install moved from one server to a cluster re-provisions with
+    # replicas: 3; the ledger and the object stores must follow the streams.
+    with NatsCluster(tmp_path) as cluster:
+        await cluster.wait_jetstream()
+        nc = await nats.connect(servers=cluster.url.split(","))
+        try:
+            js = nc.jetstream(timeout=10)
+            single = Topology()
+            await provision_buckets(js, single)
+            await provision_buckets(js, msgspec.structs.replace(single, replicas=3))
+            for stream in (
+                f"KV_{single.ledger_bucket}",
+                f"OBJ_{single.modules_bucket}",
+                f"OBJ_{single.content_bucket}",
+            ):
+                info = await js.stream_info(stream)
+                assert info.config.num_replicas == 3, stream
+        finally:
+            await nc.close()

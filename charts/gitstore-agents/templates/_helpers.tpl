@@ -238,7 +238,7 @@ reference modules (replacing a module purges its old chunks). No deletion. */}}
 {{- $prov = concat $prov (list (printf "%s.STREAM.CREATE.%s" $api $s) (printf "%s.STREAM.UPDATE.%s" $api $s) (printf "%s.STREAM.INFO.%s" $api $s)) }}
 {{- end }}
 {{- range $s := concat (list $ledger) $objects }}
-{{- $prov = concat $prov (list (printf "%s.STREAM.CREATE.%s" $api $s) (printf "%s.STREAM.INFO.%s" $api $s)) }}
+{{- $prov = concat $prov (list (printf "%s.STREAM.CREATE.%s" $api $s) (printf "%s.STREAM.UPDATE.%s" $api $s) (printf "%s.STREAM.INFO.%s" $api $s)) }}
 {{- end }}
 {{- range $s := list $t.events $t.tasks $t.advisories }}
 {{- $prov = concat $prov (list (printf "%s.CONSUMER.DURABLE.CREATE.%s.>" $api $s) (printf "%s.CONSUMER.INFO.%s.>" $api $s)) }}

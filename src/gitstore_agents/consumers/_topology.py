@@ -142,7 +142,12 @@ async def provision_streams(js: JetStreamContext, topology: Topology) -> None:
 
 
 async def provision_buckets(js: JetStreamContext, topology: Topology) -> None:
-    """Create the ledger KV bucket and the object stores if they do not exist."""
+    """Create the ledger KV bucket and the object stores, or raise their replicas.
+
+    An existing bucket keeps everything but its replica count: moving an
+    install from one server to a cluster (``topology.replicas`` 1 → 3) must
+    replicate the ledger too, or it stays the one copy a node loss takes away.
+    """
     try:
         await js.key_value(topology.ledger_bucket)
     except NotFoundError:
@@ -155,6 +160,8 @@ async def provision_buckets(js: JetStreamContext, topology: Topology) -> None:
                 replicas=topology.replicas,
             )
         )
+    else:
+        await _match_replicas(js, f"KV_{topology.ledger_bucket}", topology.replicas)
     for bucket, description in (
         (topology.modules_bucket, "WASI task modules by sha256 digest"),
         (topology.content_bucket, "large task inputs by sha256 digest"),
@@ -168,6 +175,16 @@ async def provision_buckets(js: JetStreamContext, topology: Topology) -> None:
                     description=description, storage=StorageType.FILE, replicas=topology.replicas
                 ),
             )
+        else:
+            await _match_replicas(js, f"OBJ_{bucket}", topology.replicas)
+
+
+async def _match_replicas(js: JetStreamContext, stream: str, replicas: int) -> None:
+    info = await js.stream_info(stream)
+    if info.config.num_replicas != replicas:
+        config = copy.deepcopy(info.config)
+        config.num_replicas = replicas
+        await js.update_stream(config)
 
 
 async def provision_consumer(js: JetStreamContext, spec: ConsumerSpec) -> None:

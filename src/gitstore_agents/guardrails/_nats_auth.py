@@ -272,7 +272,12 @@ def _provisioner_permissions(topology: Topology) -> Permissions:
             f"{api}.STREAM.INFO.{name}",
         ]
     for name in buckets:
-        publish += [f"{api}.STREAM.CREATE.{name}", f"{api}.STREAM.INFO.{name}"]
+        # UPDATE: provisioning raises an existing bucket's replicas (1 -> 3).
+        publish += [
+            f"{api}.STREAM.CREATE.{name}",
+            f"{api}.STREAM.UPDATE.{name}",
+            f"{api}.STREAM.INFO.{name}",
+        ]
     for name in (topology.events_stream, topology.tasks_stream, topology.advisories_stream):
         publish += [
             f"{api}.CONSUMER.DURABLE.CREATE.{name}.>",
