@@ -9,14 +9,9 @@ know them); client ports are picked by the servers and kept across restarts.
 
 from __future__ import annotations
 
-import asyncio
 import socket
-import time
 from pathlib import Path
 from types import TracebackType
-
-import nats
-import nats.errors
 
 from gitstore_agents.embedded import NatsServer
 
@@ -74,23 +69,6 @@ class NatsCluster:
         """Stop every node."""
         for node in self.nodes:
             node.stop()
-
-    async def wait_jetstream(self, timeout_s: float = 30.0) -> None:
-        """Wait until the cluster answers JetStream API requests (a meta leader exists)."""
-        deadline = time.monotonic() + timeout_s
-        nc = await nats.connect(servers=self.url.split(","), connect_timeout=2)
-        try:
-            while True:
-                try:
-                    await nc.jetstream(timeout=2).account_info()
-                except (nats.errors.Error, TimeoutError):
-                    if time.monotonic() > deadline:
-                        raise
-                    await asyncio.sleep(0.2)
-                else:
-                    return
-        finally:
-            await nc.close()
 
     def __enter__(self) -> NatsCluster:
         return self.start()

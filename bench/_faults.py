@@ -1,9 +1,10 @@
-"""What every fault scenario shares: configuration, events, worker processes, the count.
+"""What every fault scenario shares: the run, configuration, events, worker processes, the count.
 
-A scenario starts nats-server (one, or a cluster), provisions the topology,
-publishes git events (one product file each), runs real ``gitstore-agents
-worker`` processes with every role, disturbs them its own way, waits until
-every durable is drained, and then counts what is stored:
+A scenario (``bench/fault_*.py``) opens a :func:`fault_run`, which starts
+nats-server (one, or a cluster), provisions the topology and connects; the
+scenario then publishes git events (one product file each), runs a real
+``gitstore-agents worker`` process with every role, disturbs it its own way,
+waits until every durable is drained, and counts what is stored:
 
 * events published and events stored, tasks expected (compile + enrich + one
   per extension, per event) and task messages stored,
@@ -13,22 +14,28 @@ every durable is drained, and then counts what is stored:
   JetStream dropped, deliveries the ledger skipped.
 
 A scenario passes with exactly one validation result per task and nothing left
-pending or unacknowledged.
+pending or unacknowledged. Results that stop short end a wait without its
+timeout: once every durable is drained and the count has not moved for
+``STALL_S``, nothing more can come, so the run stops disturbing, counts the
+shortfall as lost and exits 1.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, Protocol, TypedDict, TypeVar
 
 import msgspec
 import nats
@@ -48,9 +55,11 @@ from gitstore_agents.config import (
 from gitstore_agents.consumers import (
     RunRecord,
     dead_letter_consumer,
+    provision,
     read_subject,
     role_consumer,
 )
+from gitstore_agents.embedded import NatsServer
 from gitstore_agents.envelopes import Blob, GitEvent, ValidationRequest, git_blob_oid, headers
 from gitstore_agents.sandbox import REFERENCE_MODULES, reference_module_path
 from gitstore_agents.telemetry import configure_logging
@@ -96,6 +105,9 @@ TRANSIENT = (nats.errors.Error, TimeoutError, OSError)
 SHORT_WINDOW_S = 8.0
 """The duplicate window of scenarios that wait it out (with their short timings)."""
 
+STALL_S = 10.0
+"""How long every durable must stay drained with the result count unmoved to call it short."""
+
 
 class FaultReport(msgspec.Struct, kw_only=True):
     """What a fault run ended with."""
@@ -139,7 +151,7 @@ class FaultReport(msgspec.Struct, kw_only=True):
         )
 
 
-def quiet_logs() -> None:
+def _quiet_logs() -> None:
     """Only warnings from this process (provisioning logs a line otherwise)."""
     configure_logging(json=False, level="WARNING")
 
@@ -152,6 +164,36 @@ def print_report(report: FaultReport) -> int:
     print(f"lost: {report.missing}, duplicated: {report.duplicates}")
     print("exactly one validation result per task, nothing unacked:", report.exactly_once)
     return 0 if report.exactly_once else 1
+
+
+def fault_parser(doc: str | None, *, seed: bool = False) -> argparse.ArgumentParser:
+    """A fault script's command line: the options every scenario takes; it adds its own.
+
+    Option names are the scenario function's keywords, so ``vars(args)`` is its call.
+
+    Args:
+        doc: The script's docstring (its first line describes the command).
+        seed: Whether the scenario draws random moments (``--seed``).
+    """
+    parser = argparse.ArgumentParser(description=(doc or "").partition("\n")[0])
+    parser.add_argument("--events", type=int, default=2000)
+    parser.add_argument(
+        "--modules",
+        choices=("auto", "reference", "test"),
+        default="auto",
+        help="reference modules, echo stand-ins, or reference when built (default)",
+    )
+    parser.add_argument("--concurrency", type=int, default=4)
+    if seed:
+        parser.add_argument("--seed", type=int, default=None)
+    return parser
+
+
+def run_main(header: str, scenario: Coroutine[Any, Any, FaultReport]) -> int:
+    """Print ``header``, run ``scenario``, print its report; exit code 0 only on exactly-once."""
+    _quiet_logs()
+    print(header, flush=True)
+    return print_report(asyncio.run(scenario))
 
 
 def _echo(key: str) -> bytes:
@@ -367,56 +409,6 @@ async def backlog(js: JetStreamContext, config: Config) -> tuple[int, int]:
     return pending, unacked
 
 
-async def wait_count(js: JetStreamContext, stream: str, target: float) -> int:
-    """Wait until ``stream`` holds at least ``target`` messages (riding out outages)."""
-    while True:
-        with contextlib.suppress(*TRANSIENT):
-            stored = await stream_count(js, stream)
-            if stored >= target:
-                return stored
-        await asyncio.sleep(0.05)
-
-
-async def wait_drained(
-    js: JetStreamContext,
-    config: Config,
-    *,
-    expected: int,
-    worker: Callable[[], subprocess.Popen[bytes]],
-    timeout_s: float,
-    log: Path,
-    stall_s: float = 10.0,
-) -> None:
-    """Wait until ``expected`` results are stored and every durable is drained.
-
-    Polls ride out a server (or node) that is down; the worker must stay
-    alive. Every durable drained with fewer results than expected for
-    ``stall_s`` ends the wait too (nothing more can come: the count shows the
-    loss).
-    """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    short_since: tuple[int, float] | None = None
-    while loop.time() < deadline:
-        proc = worker()
-        if proc.poll() is not None:
-            raise RuntimeError(f"worker exited with {proc.returncode}; see {log}")
-        with contextlib.suppress(*TRANSIENT):
-            stored = await stream_count(js, config.topology.validation_stream)
-            pending, unacked = await backlog(js, config)
-            if pending == 0 and unacked == 0:
-                if stored >= expected:
-                    return
-                if short_since is None or short_since[0] != stored:
-                    short_since = (stored, loop.time())
-                elif loop.time() - short_since[1] > stall_s:
-                    return
-            else:
-                short_since = None
-        await asyncio.sleep(0.1)
-    raise TimeoutError(f"not drained after {timeout_s}s; see {log}")
-
-
 def _log_events(log: Path, event: str) -> list[dict[str, Any]]:
     found = []
     marker = f'"event": "{event}"'
@@ -440,59 +432,292 @@ def ledger_skips(log: Path) -> int:
     return len(_log_events(log, "duplicate-skipped"))
 
 
-async def count(
-    js: JetStreamContext,
-    config: Config,
+class FaultOptions(TypedDict, total=False):
+    """What every scenario function takes besides its own disturbance (see :func:`fault_run`)."""
+
+    events: int
+    modules: str
+    concurrency: int
+    workdir: Path | None
+    timeout_s: float
+    stall_s: float
+    progress: bool
+
+
+class _Servers(Protocol):
+    @property
+    def url(self) -> str: ...
+
+
+ServersT = TypeVar("ServersT", bound=_Servers)
+
+
+def single_server(folder: Path) -> NatsServer:
+    """One bundled nats-server with its store under ``folder``."""
+    return NatsServer(folder / "nats")
+
+
+class FaultRun(Generic[ServersT]):
+    """One scenario under way: its servers, topology, worker process and tallies.
+
+    Made by :func:`fault_run`; the scenario publishes, starts the worker,
+    disturbs it its own way, waits, then asks for the :meth:`report`.
+    """
+
+    def __init__(
+        self,
+        servers: ServersT,
+        js: JetStreamContext,
+        config: Config,
+        *,
+        folder: Path,
+        events: int,
+        modules: str,
+        timeout_s: float,
+        stall_s: float,
+        progress: bool,
+        started: float,
+    ) -> None:
+        self.servers = servers
+        self.js = js
+        self.config = config
+        self.config_file = write_config(config, folder / "gitstore.yaml")
+        self.log = folder / "worker.log"
+        self.events = events
+        self.expected = events * tasks_per_event(config)
+        self.modules = modules
+        self.timeout_s = timeout_s
+        self.stall_s = stall_s
+        self.progress = progress
+        self.started = started
+        self.published = 0
+        self.disruptions = 0
+        self.worker: subprocess.Popen[bytes] | None = None
+
+    def say(self, line: str) -> None:
+        """Print a progress line (when the run was asked to)."""
+        if self.progress:
+            print(line, flush=True)
+
+    def disrupted(self, line: str) -> None:
+        """Count one disturbance and say what it was."""
+        self.disruptions += 1
+        self.say(line)
+
+    async def moments(self, fractions: Iterable[float]) -> AsyncIterator[tuple[int, int]]:
+        """The moments to disturb at: when the results reach ``fractions`` of all, in order.
+
+        Yields ``(number, results stored)`` per fraction, the worker checked
+        alive meanwhile; stops early when the results settle short of the
+        next one (nothing more will come, see :meth:`wait_drained`).
+        """
+        targets = sorted(fraction * self.expected for fraction in fractions)
+        for number, target in enumerate(targets, start=1):
+            stored = await self._wait(target, drained=False)
+            if stored is None:
+                return
+            yield number, stored
+
+    async def publish(self, *, copies: int = 1) -> int:
+        """Publish every event of the run, ``copies`` times each; the publishes acknowledged."""
+        published = await publish_events(self.js, self.config, range(self.events), copies=copies)
+        self.published += published
+        return published
+
+    def start_worker(self) -> None:
+        """Start a worker process (appending to the run's log)."""
+        self.worker = start_worker(self.config_file, self.log)
+
+    def stop_worker(self) -> None:
+        """SIGTERM the worker (drain), escalating to SIGKILL."""
+        if self.worker is not None:
+            stop_worker(self.worker)
+
+    def kill_worker(self) -> None:
+        """SIGKILL the worker (no drain, no notice) and reap it."""
+        if self.worker is not None:
+            self.worker.kill()
+            self.worker.wait()
+
+    def _check_worker(self) -> None:
+        """Raise when the worker exited on its own (it must survive every disturbance)."""
+        if self.worker is not None and self.worker.poll() is not None:
+            raise RuntimeError(f"worker exited with {self.worker.returncode}; see {self.log}")
+
+    async def wait_drained(self) -> None:
+        """Wait until every expected result is stored and every durable is drained.
+
+        Polls ride out a server (or node) that is down; the worker must stay
+        alive. Every durable drained with the result count unmoved for
+        ``stall_s`` ends the wait short: nothing more can come, and the
+        report counts the loss.
+        """
+        await self._wait(self.expected, drained=True)
+
+    async def _wait(self, target: float, *, drained: bool) -> int | None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s
+        stream = self.config.topology.validation_stream
+        stored, moved_at = -1, loop.time()
+        idle_since: float | None = None
+        while loop.time() < deadline:
+            self._check_worker()
+            with contextlib.suppress(*TRANSIENT):
+                count, now = await stream_count(self.js, stream), loop.time()
+                if count != stored:
+                    stored, moved_at, idle_since = count, now, None
+                if stored >= target and not drained:
+                    return stored
+                # Draining needs the backlog each time; counting only once the
+                # count stands still (a busy run keeps it moving).
+                if drained or now - moved_at > 1.0:
+                    pending, unacked = await backlog(self.js, self.config)
+                    if pending or unacked:
+                        idle_since = None
+                    elif stored >= target:
+                        return stored
+                    elif idle_since is None:
+                        idle_since = now
+                    elif now - idle_since >= self.stall_s:
+                        self.say(
+                            f"  every durable drained, results stuck at {stored}/{self.expected} "
+                            f"for {self.stall_s:g}s: the rest is lost"
+                        )
+                        return None
+            await asyncio.sleep(0.1 if drained else 0.05)
+        raise TimeoutError(f"not settled after {self.timeout_s}s; see {self.log}")
+
+    async def report(self, scenario: str) -> FaultReport:
+        """Stop the worker (drain) and count what the run left behind."""
+        self.stop_worker()
+        js, config = self.js, self.config
+        topology = config.topology
+        subjects = topology.subjects
+        stored = await read_subject(js, topology.validation_stream, subjects.validation_all())
+        diagnostics = await read_subject(js, topology.failures_stream, subjects.failures_all())
+        dead_letters = [
+            m
+            for m in await read_subject(js, topology.failures_stream, subjects.dead_letters_all())
+            if not m[1].endswith("._requeued")
+        ]
+        ledger = await read_subject(
+            js, f"KV_{topology.ledger_bucket}", f"$KV.{topology.ledger_bucket}.>"
+        )
+        attempts = [msgspec.json.decode(data, type=RunRecord).attempts for _, _, data, _ in ledger]
+        pending, unacked = await backlog(js, config)
+        keys = [
+            msgspec.json.decode(data, type=ValidationRequest).idempotency_key
+            for _, _, data, _ in stored
+        ]
+        return FaultReport(
+            scenario=scenario,
+            events_published=self.published,
+            events_in=await stream_count(js, topology.events_stream),
+            tasks_expected=self.expected,
+            tasks_stored=await stream_count(js, topology.tasks_stream),
+            validation_results_stored=len(keys),
+            distinct_tasks_with_result=len(set(keys)),
+            duplicates=len(keys) - len(set(keys)),
+            missing=self.expected - len(set(keys)),
+            diagnostics=len(diagnostics),
+            dead_letters=len(dead_letters),
+            dead_letter_errors=sorted(
+                {str(msgspec.json.decode(m[2]).get("last_error")) for m in dead_letters}
+            )[:5],
+            unacked=unacked,
+            pending=pending,
+            tasks_rerun=sum(1 for a in attempts if a > 1),
+            results_republished_and_dropped=republished(self.log),
+            ledger_skips=ledger_skips(self.log),
+            extra_attempts=sum(a - 1 for a in attempts),
+            disruptions=self.disruptions,
+            modules=self.modules,
+            seconds=round(time.monotonic() - self.started, 1),
+        )
+
+
+async def _wait_jetstream(nc: Client, timeout_s: float = 30.0) -> None:
+    """Wait until JetStream answers API requests (on a cluster: once a meta leader exists)."""
+    probe = nc.jetstream(timeout=2)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            await probe.account_info()
+        except TRANSIENT:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+        else:
+            return
+
+
+@contextlib.asynccontextmanager
+async def fault_run(
+    servers: Callable[[Path], AbstractContextManager[ServersT]],
     *,
-    scenario: str,
-    events_published: int,
-    expected: int,
-    log: Path,
-    disruptions: int,
-    modules: str,
-    started: float,
-) -> FaultReport:
-    """Count what the run left behind."""
-    topology = config.topology
-    subjects = topology.subjects
-    stored = await read_subject(js, topology.validation_stream, subjects.validation_all())
-    diagnostics = await read_subject(js, topology.failures_stream, subjects.failures_all())
-    dead_letters = [
-        m
-        for m in await read_subject(js, topology.failures_stream, subjects.dead_letters_all())
-        if not m[1].endswith("._requeued")
-    ]
-    ledger = await read_subject(
-        js, f"KV_{topology.ledger_bucket}", f"$KV.{topology.ledger_bucket}.>"
-    )
-    attempts = [msgspec.json.decode(data, type=RunRecord).attempts for _, _, data, _ in ledger]
-    pending, unacked = await backlog(js, config)
-    keys = [
-        msgspec.json.decode(data, type=ValidationRequest).idempotency_key
-        for _, _, data, _ in stored
-    ]
-    return FaultReport(
-        scenario=scenario,
-        events_published=events_published,
-        events_in=await stream_count(js, topology.events_stream),
-        tasks_expected=expected,
-        tasks_stored=await stream_count(js, topology.tasks_stream),
-        validation_results_stored=len(keys),
-        distinct_tasks_with_result=len(set(keys)),
-        duplicates=len(keys) - len(set(keys)),
-        missing=expected - len(set(keys)),
-        diagnostics=len(diagnostics),
-        dead_letters=len(dead_letters),
-        dead_letter_errors=sorted(
-            {str(msgspec.json.decode(m[2]).get("last_error")) for m in dead_letters}
-        )[:5],
-        unacked=unacked,
-        pending=pending,
-        tasks_rerun=sum(1 for a in attempts if a > 1),
-        results_republished_and_dropped=republished(log),
-        ledger_skips=ledger_skips(log),
-        extra_attempts=sum(a - 1 for a in attempts),
-        disruptions=disruptions,
-        modules=modules,
-        seconds=round(time.monotonic() - started, 1),
-    )
+    events: int = 2000,
+    modules: str = "auto",
+    concurrency: int = 4,
+    workdir: Path | None = None,
+    timeout_s: float = 900.0,
+    stall_s: float = STALL_S,
+    progress: bool = False,
+    replicas: int = 1,
+    short_window: bool = False,
+    backoff_s: list[float] | None = None,
+) -> AsyncIterator[FaultRun[ServersT]]:
+    """Start the servers, provision, connect: the run a scenario disturbs.
+
+    On the way out the worker is stopped, the connection closed and the
+    servers stopped (the temporary folder removed).
+
+    Args:
+        servers: Makes the server(s) under the run's folder (:func:`single_server`,
+            or a cluster); entered here.
+        events: Git events the run publishes.
+        modules: Module choice (see :func:`module_refs`).
+        concurrency: Tasks in flight per task role.
+        workdir: Folder for stores, config and worker log (temporary when ``None``).
+        timeout_s: The longest one wait may take.
+        stall_s: How long a drained backlog with an unmoved count takes to count as short.
+        progress: Whether the run prints progress lines.
+        replicas: Stream and bucket replicas (see :func:`fault_config`).
+        short_window: Short duplicate window and timings (see :func:`fault_config`).
+        backoff_s: Retry delays (see :func:`fault_config`).
+    """
+    started = time.monotonic()
+    with contextlib.ExitStack() as stack:
+        folder = workdir or Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        server = stack.enter_context(servers(folder))
+        refs, module_kind = module_refs(modules, folder / "modules")
+        config = fault_config(
+            server.url,
+            refs,
+            concurrency=concurrency,
+            replicas=replicas,
+            short_window=short_window,
+            backoff_s=backoff_s,
+        )
+        nc = await connect_harness(server.url)
+        try:
+            await _wait_jetstream(nc)
+            js = nc.jetstream()
+            await provision(js, config)
+            run = FaultRun(
+                server,
+                js,
+                config,
+                folder=folder,
+                events=events,
+                modules=module_kind,
+                timeout_s=timeout_s,
+                stall_s=stall_s,
+                progress=progress,
+                started=started,
+            )
+            try:
+                yield run
+            finally:
+                run.stop_worker()
+        finally:
+            await nc.close()

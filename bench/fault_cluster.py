@@ -19,37 +19,17 @@ is drained it prints the fault-suite counts and ends with
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import random
 import sys
-import tempfile
-import time
 from pathlib import Path
+from typing import Unpack
 
 from nats.js import JetStreamContext
 
-from gitstore_agents.consumers import provision
-
 from ._cluster import NatsCluster
-from ._faults import (
-    TRANSIENT,
-    FaultReport,
-    connect_harness,
-    count,
-    fault_config,
-    module_refs,
-    print_report,
-    publish_events,
-    quiet_logs,
-    start_worker,
-    stop_worker,
-    tasks_per_event,
-    wait_count,
-    wait_drained,
-    write_config,
-)
+from ._faults import TRANSIENT, FaultOptions, FaultReport, fault_parser, fault_run, run_main
 
 
 async def leader_of(js: JetStreamContext, stream: str) -> str:
@@ -62,108 +42,50 @@ async def leader_of(js: JetStreamContext, stream: str) -> str:
         await asyncio.sleep(0.1)
 
 
+def three_nodes(folder: Path) -> NatsCluster:
+    """The 3-node cluster, its nodes' stores under ``folder``."""
+    return NatsCluster(folder / "cluster")
+
+
 async def run_cluster(
     *,
-    events: int = 2000,
     kills: int = 2,
     down_s: float = 3.0,
-    modules: str = "auto",
-    concurrency: int = 4,
     seed: int | None = None,
-    workdir: Path | None = None,
-    timeout_s: float = 900.0,
-    progress: bool = False,
+    **options: Unpack[FaultOptions],
 ) -> FaultReport:
     """Run the scenario and count what it left behind."""
     rng = random.Random(seed)
-    started = time.monotonic()
-    with contextlib.ExitStack() as stack:
-        folder = workdir or Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        cluster = stack.enter_context(NatsCluster(folder / "cluster"))
-        await cluster.wait_jetstream()
-        refs, module_kind = module_refs(modules, folder / "modules")
-        # A stream leader's crash leaves the stream without a leader for about
-        # 5 s (nats-server 2.15): the retry delays must outlast an election,
-        # as the product's defaults (1, 5, 30 s) do.
-        config = fault_config(
-            cluster.url, refs, concurrency=concurrency, replicas=3, backoff_s=[1.0, 5.0, 10.0]
-        )
-        config_file = write_config(config, folder / "gitstore.yaml")
-        expected = events * tasks_per_event(config)
-        log = folder / "worker.log"
-        nc = await connect_harness(cluster.url)
-        try:
-            js = nc.jetstream(timeout=5)
-            await provision(js, config)
-            published = await publish_events(js, config, range(events))
-            targets = sorted(rng.uniform(0.05, 0.8) * expected for _ in range(kills))
-            worker = start_worker(config_file, log)
-            try:
-                for target in targets:
-                    stored = await wait_count(js, config.topology.validation_stream, target)
-                    name = await leader_of(js, config.topology.tasks_stream)
-                    node = cluster.node(name)
-                    # A crash: no shutdown notice to clients or peers.
-                    node.kill()
-                    await asyncio.sleep(down_s)  # the outage itself, not synchronization
-                    node.start()
-                    if progress:
-                        print(
-                            f"  node {name} (leader of {config.topology.tasks_stream}) "
-                            f"SIGKILLed at {stored}/{expected} results, back after {down_s:g}s",
-                            flush=True,
-                        )
-                    if worker.poll() is not None:
-                        raise RuntimeError(f"worker exited with {worker.returncode}; see {log}")
-                await wait_drained(
-                    js,
-                    config,
-                    expected=expected,
-                    worker=lambda: worker,
-                    timeout_s=timeout_s,
-                    log=log,
-                )
-            finally:
-                stop_worker(worker)
-            return await count(
-                js,
-                config,
-                scenario="3-node cluster, R3 streams, stream leader SIGKILLed and restarted",
-                events_published=published,
-                expected=expected,
-                log=log,
-                disruptions=len(targets),
-                modules=module_kind,
-                started=started,
+    # A stream leader's crash leaves the stream without a leader for about
+    # 5 s (nats-server 2.15): the retry delays must outlast an election, as
+    # the product's defaults (1, 5, 30 s) do.
+    async with fault_run(three_nodes, replicas=3, backoff_s=[1.0, 5.0, 10.0], **options) as run:
+        tasks_stream = run.config.topology.tasks_stream
+        await run.publish()
+        run.start_worker()
+        async for _, stored in run.moments(rng.uniform(0.05, 0.8) for _ in range(kills)):
+            name = await leader_of(run.js, tasks_stream)
+            node = run.servers.node(name)
+            # A crash: no shutdown notice to clients or peers.
+            node.kill()
+            await asyncio.sleep(down_s)  # the outage itself, not synchronization
+            node.start()
+            run.disrupted(
+                f"  node {name} (leader of {tasks_stream}) "
+                f"SIGKILLed at {stored}/{run.expected} results, back after {down_s:g}s"
             )
-        finally:
-            await nc.close()
+        await run.wait_drained()
+        return await run.report("3-node cluster, R3 streams, stream leader SIGKILLed and restarted")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command line entry: run, print the counts, exit 0 only on exactly-once."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=2000)
+    parser = fault_parser(__doc__, seed=True)
     parser.add_argument("--kills", type=int, default=2)
     parser.add_argument("--down-s", type=float, default=3.0, help="how long a node is down")
-    parser.add_argument("--modules", choices=("auto", "reference", "test"), default="auto")
-    parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--seed", type=int, default=None)
     args = parser.parse_args(argv)
-    quiet_logs()
-    print(f"fault run: {args.events} events, 3-node cluster, {args.kills} node kills", flush=True)
-    report = asyncio.run(
-        run_cluster(
-            events=args.events,
-            kills=args.kills,
-            down_s=args.down_s,
-            modules=args.modules,
-            concurrency=args.concurrency,
-            seed=args.seed,
-            progress=True,
-        )
-    )
-    return print_report(report)
+    header = f"fault run: {args.events} events, 3-node cluster, {args.kills} node kills"
+    return run_main(header, run_cluster(**vars(args), progress=True))
 
 
 if __name__ == "__main__":

@@ -21,36 +21,24 @@ the ledger can stop them. Prints the fault-suite counts; must end with
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
-import subprocess
 import sys
-import tempfile
-import time
-from pathlib import Path
+from typing import Unpack
 
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, ReplayPolicy
 
 from gitstore_agents.config import PLANNER, Config
-from gitstore_agents.consumers import provision, role_consumer
-from gitstore_agents.embedded import NatsServer
+from gitstore_agents.consumers import role_consumer
 
 from ._faults import (
+    FaultOptions,
     FaultReport,
-    connect_harness,
-    count,
-    fault_config,
-    module_refs,
-    print_report,
-    publish_events,
-    quiet_logs,
-    start_worker,
-    stop_worker,
-    tasks_per_event,
-    wait_drained,
-    write_config,
+    fault_parser,
+    fault_run,
+    run_main,
+    single_server,
+    stream_count,
 )
 
 REPLAYS = 2
@@ -78,99 +66,37 @@ async def replace_planner_durable(js: JetStreamContext, config: Config) -> None:
     )
 
 
-async def run_replay(
-    *,
-    events: int = 2000,
-    modules: str = "auto",
-    concurrency: int = 4,
-    workdir: Path | None = None,
-    timeout_s: float = 900.0,
-    progress: bool = False,
-) -> FaultReport:
+async def run_replay(**options: Unpack[FaultOptions]) -> FaultReport:
     """Run, replay twice, count what it left behind."""
-    started = time.monotonic()
-    with contextlib.ExitStack() as stack:
-        folder = workdir or Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        server = stack.enter_context(NatsServer(folder / "nats"))
-        refs, module_kind = module_refs(modules, folder / "modules")
-        config = fault_config(server.url, refs, concurrency=concurrency, short_window=True)
-        config_file = write_config(config, folder / "gitstore.yaml")
-        expected = events * tasks_per_event(config)
-        log = folder / "worker.log"
-        nc = await connect_harness(server.url)
-        try:
-            js = nc.jetstream()
-            await provision(js, config)
-            published = await publish_events(js, config, range(events))
-            # The current worker process (the last one started).
-            workers: list[subprocess.Popen[bytes]] = [start_worker(config_file, log)]
-            try:
-                await wait_drained(
-                    js,
-                    config,
-                    expected=expected,
-                    worker=lambda: workers[-1],
-                    timeout_s=timeout_s,
-                    log=log,
-                )
-                for replay in range(1, REPLAYS + 1):
-                    if replay == REPLAYS:
-                        # Waiting out the window is the scenario: the re-planned
-                        # tasks are then stored again, and only the ledger stops them.
-                        await asyncio.sleep(config.topology.duplicate_window_s + 1.0)
-                    stop_worker(workers[-1])
-                    await replace_planner_durable(js, config)
-                    workers.append(start_worker(config_file, log))
-                    await wait_drained(
-                        js,
-                        config,
-                        expected=expected,
-                        worker=lambda: workers[-1],
-                        timeout_s=timeout_s,
-                        log=log,
-                    )
-                    if progress:
-                        tasks = (await js.stream_info(config.topology.tasks_stream)).state
-                        print(
-                            f"  replay {replay}: every event delivered again through a new "
-                            f"planner durable; tasks stream holds {tasks.messages}",
-                            flush=True,
-                        )
-            finally:
-                stop_worker(workers[-1])
-            return await count(
-                js,
-                config,
-                scenario=(
-                    "events stream replayed through a new durable (deliver all), "
-                    "at once and after the duplicate window"
-                ),
-                events_published=published,
-                expected=expected,
-                log=log,
-                disruptions=REPLAYS,
-                modules=module_kind,
-                started=started,
+    async with fault_run(single_server, short_window=True, **options) as run:
+        await run.publish()
+        run.start_worker()
+        await run.wait_drained()
+        for replay in range(1, REPLAYS + 1):
+            if replay == REPLAYS:
+                # Waiting out the window is the scenario: the re-planned
+                # tasks are then stored again, and only the ledger stops them.
+                await asyncio.sleep(run.config.topology.duplicate_window_s + 1.0)
+            run.stop_worker()
+            await replace_planner_durable(run.js, run.config)
+            run.start_worker()
+            await run.wait_drained()
+            tasks = await stream_count(run.js, run.config.topology.tasks_stream)
+            run.disrupted(
+                f"  replay {replay}: every event delivered again through a new "
+                f"planner durable; tasks stream holds {tasks}"
             )
-        finally:
-            await nc.close()
+        return await run.report(
+            "events stream replayed through a new durable (deliver all), "
+            "at once and after the duplicate window"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command line entry: run, print the counts, exit 0 only on exactly-once."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=2000)
-    parser.add_argument("--modules", choices=("auto", "reference", "test"), default="auto")
-    parser.add_argument("--concurrency", type=int, default=4)
-    args = parser.parse_args(argv)
-    quiet_logs()
-    print(f"fault run: {args.events} events, events stream replayed {REPLAYS}x", flush=True)
-    report = asyncio.run(
-        run_replay(
-            events=args.events, modules=args.modules, concurrency=args.concurrency, progress=True
-        )
-    )
-    return print_report(report)
+    args = fault_parser(__doc__).parse_args(argv)
+    header = f"fault run: {args.events} events, events stream replayed {REPLAYS}x"
+    return run_main(header, run_replay(**vars(args), progress=True))
 
 
 if __name__ == "__main__":

@@ -6,15 +6,12 @@ from pathlib import Path
 
 from bench.fault_sigkill import run_fault
 
+from .fault_support import exactly_once, outcome
+
 
 async def test_fault_run_with_sigkills_ends_with_one_result_per_task(tmp_path: Path) -> None:
     report = await run_fault(
         events=120, kills=2, modules="test", seed=5, workdir=tmp_path, timeout_s=120
     )
     assert report.kills == 2
-    assert report.events_in == 120
-    assert report.duplicates == 0
-    assert report.missing == 0
-    assert (report.unacked, report.pending) == (0, 0)
-    assert report.distinct_tasks_with_result == report.tasks_expected == 360
-    assert report.exactly_once
+    assert outcome(report) == exactly_once(events=120, disruptions=2)
