@@ -46,14 +46,16 @@ from gitstore_agents.sandbox import module_digest, reference_module_path
 
 from .guardrails_support import BASE_POLICY, SecureNats, serving, write_policy
 from .runtime_support import (
+    cli,
     diagnostics,
     make_event,
     publish_event,
     validation_requests,
+    write_config,
     write_module,
 )
 from .support import eventually
-from .wasm_modules import text_module
+from .wasm_modules import echo_module, text_module
 
 TOPOLOGY = Topology()
 COMPILE_DIGEST = module_digest(reference_module_path("markdown-compile").read_bytes())
@@ -468,3 +470,23 @@ async def test_when_even_the_diagnostic_is_refused_the_task_is_dead_lettered(
             await asyncio.sleep(0)  # nothing further is scheduled: no silent loop
     finally:
         await secure.close()
+
+
+async def test_an_operator_pushes_a_module_as_the_provisioner(
+    secure: SecureNats, policy_file: Path, tmp_path: Path
+) -> None:
+    # The chart's provisioner identity, as an operator would use it: its user,
+    # password and inbox prefix come from the configuration, not the URL.
+    config = secure.config_for(policy_file, PROVISIONER)
+    await secure.provision(config)
+    config_file = write_config(tmp_path / "provisioner.yaml", config)
+    module = tmp_path / "echo.wasm"
+    module.write_bytes(echo_module())
+    code, out = await cli("modules", "push", str(module), "--config", str(config_file))
+    assert code == 0, out
+    digest = out.strip().splitlines()[-1]
+    assert digest == module_digest(echo_module())
+    code, out = await cli("modules", "list", "--config", str(config_file))
+    assert code == 0, out
+    assert digest in out
+    assert "echo.wasm" in out

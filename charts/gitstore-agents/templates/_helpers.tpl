@@ -244,6 +244,8 @@ reference modules (replacing a module purges its old chunks). No deletion. */}}
 {{- $prov = concat $prov (list (printf "%s.CONSUMER.DURABLE.CREATE.%s.>" $api $s) (printf "%s.CONSUMER.INFO.%s.>" $api $s)) }}
 {{- end }}
 {{- $prov = concat $prov (list (printf "$O.%s.>" $t.modules) (printf "%s.STREAM.MSG.GET.OBJ_%s" $api $t.modules) (printf "%s.STREAM.PURGE.OBJ_%s" $api $t.modules)) }}
+{{- /* `modules list`: the bucket's stream found by subject, read through an ordered consumer. */}}
+{{- $prov = concat $prov (list (printf "%s.STREAM.NAMES" $api) (printf "%s.CONSUMER.CREATE.OBJ_%s" $api $t.modules) (printf "%s.CONSUMER.CREATE.OBJ_%s.>" $api $t.modules) (printf "$JS.FC.OBJ_%s.>" $t.modules)) }}
 {{- $_ := set $out "provisioner" (dict "publish" ($prov | uniq) "subscribe" (list "_INBOX_provisioner.>") "allow_responses" false) }}
 {{- /* The `helm test` pod: asks the status micro service, nothing more. */}}
 {{- $probe := list "$SRV.PING" "$SRV.PING.>" "$SRV.INFO" "$SRV.INFO.>" (printf "%s.status.>" $p) }}

@@ -1,4 +1,4 @@
-"""The ``--config`` and ``--log-level`` options every runtime command shares."""
+"""The options runtime commands share: ``--config``, ``--log-level``, and how to reach NATS."""
 
 from __future__ import annotations
 
@@ -6,8 +6,12 @@ import argparse
 import os
 from pathlib import Path
 
+import msgspec
+
 from ..config import CONFIG_ENV, Config, load_config
 from ..telemetry import LOG_LEVEL_ENV
+
+DEFAULT_TIMEOUT_S = 5.0
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,3 +33,27 @@ def config_from(args: argparse.Namespace) -> Config:
     """The configuration named by ``args.config`` (plus ``GITSTORE_*`` variables)."""
     path: Path | None = args.config
     return load_config(path)
+
+
+def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--config``, ``--log-level``, ``--nats-url`` and ``--timeout``."""
+    add_config_arguments(parser)
+    parser.add_argument(
+        "--nats-url", default=None, help="NATS URL (overrides the configuration's nats.url)"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT_S,
+        help="seconds to wait for an answer (default: %(default)s)",
+    )
+
+
+def connection_config(args: argparse.Namespace) -> Config:
+    """The configuration (file, ``GITSTORE_*`` variables), with ``--nats-url`` applied."""
+    config = config_from(args)
+    if args.nats_url:
+        config = msgspec.structs.replace(
+            config, nats=msgspec.structs.replace(config.nats, url=args.nats_url)
+        )
+    return config

@@ -1,16 +1,27 @@
-"""``gitstore-agents modules push|list``: the object-store module registry."""
+"""``gitstore-agents modules push|list``: the object-store module registry.
+
+They connect like every runtime command (``--config``, ``GITSTORE_NATS_*``:
+credentials and the identity's inbox prefix), so an operator runs them as the
+provisioner identity the chart and ``policy nats-config`` generate.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
+import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import nats
+import nats.errors
+from nats.aio.client import Client
 
-from ..sandbox import MODULES_BUCKET, Sandbox, provision_module_store
+from ..config import Config
+from ..consumers import connect
+from ..sandbox import ModuleStore, Sandbox, provision_module_store
+from ..telemetry import configure_logging
+from ._config_args import add_connection_arguments, connection_config
 
 
 def register(commands: Any) -> None:
@@ -18,27 +29,21 @@ def register(commands: Any) -> None:
     parser: argparse.ArgumentParser = commands.add_parser(
         "modules", help="WASI modules in the object store, by sha256 digest"
     )
-    connection = argparse.ArgumentParser(add_help=False)
-    connection.add_argument(
-        "--nats-url",
-        default=os.environ.get("NATS_URL", "nats://127.0.0.1:4222"),
-        help="NATS server URL (default: $NATS_URL or %(default)s)",
-    )
-    connection.add_argument(
-        "--bucket", default=MODULES_BUCKET, help="object store bucket (default: %(default)s)"
-    )
     group = parser.add_subparsers(dest="modules_command", required=True, metavar="SUBCOMMAND")
     push = group.add_parser(
-        "push",
-        parents=[connection],
-        help="check FILE.wasm links in the sandbox, upload it, print its digest",
+        "push", help="check FILE.wasm links in the sandbox, upload it, print its digest"
     )
     push.add_argument("file", type=Path, help="the .wasm file")
     push.set_defaults(run=run_push)
-    listing = group.add_parser(
-        "list", parents=[connection], help="print digest, size and description of each module"
-    )
+    listing = group.add_parser("list", help="print digest, size and description of each module")
     listing.set_defaults(run=run_list)
+    for command in (push, listing):
+        add_connection_arguments(command)
+        command.add_argument(
+            "--bucket",
+            default=None,
+            help="object store bucket (default: the configuration's topology.modules_bucket)",
+        )
 
 
 def run_push(args: argparse.Namespace) -> int:
@@ -51,29 +56,52 @@ def run_push(args: argparse.Namespace) -> int:
     finally:
         sandbox.close()
 
-    async def push() -> str:
-        nc = await nats.connect(args.nats_url, name="gitstore-agents-modules")
-        try:
-            store = await provision_module_store(nc.jetstream(), args.bucket)
-            return await store.push(wasm, description=args.file.name)
-        finally:
-            await nc.close()
+    async def push(store: ModuleStore) -> None:
+        print(await store.push(wasm, description=args.file.name))
 
-    print(asyncio.run(push()))
-    return 0
+    return _with_store(args, push)
 
 
 def run_list(args: argparse.Namespace) -> int:
     """Execute ``modules list``."""
 
-    async def listing() -> None:
-        nc = await nats.connect(args.nats_url, name="gitstore-agents-modules")
+    async def listing(store: ModuleStore) -> None:
+        for module in await store.list():
+            print(f"{module.digest}  {module.size:>9}  {module.description}")
+
+    return _with_store(args, listing)
+
+
+def _with_store(args: argparse.Namespace, action: Callable[[ModuleStore], Awaitable[None]]) -> int:
+    configure_logging(json=False, level=args.log_level)
+    config = connection_config(args)
+
+    async def go() -> int:
         try:
-            store = await provision_module_store(nc.jetstream(), args.bucket)
-            for module in await store.list():
-                print(f"{module.digest}  {module.size:>9}  {module.description}")
+            nc = await _connect(config, args.timeout)
+        except (OSError, TimeoutError, nats.errors.Error) as exc:
+            print(
+                f"gitstore-agents modules: cannot connect to {config.nats.url}: {exc!r}",
+                file=sys.stderr,
+            )
+            return 1
+        try:
+            topology = config.topology
+            store = await provision_module_store(
+                nc.jetstream(),
+                args.bucket or topology.modules_bucket,
+                replicas=topology.replicas,
+            )
+            await action(store)
         finally:
             await nc.close()
+        return 0
 
-    asyncio.run(listing())
-    return 0
+    return asyncio.run(go())
+
+
+async def _connect(config: Config, timeout_s: float) -> Client:
+    # Bounded: reconnects never give up (the workers' setting), a command must.
+    return await asyncio.wait_for(
+        connect(config.nats, name="gitstore-agents/modules"), timeout=timeout_s
+    )

@@ -8,14 +8,9 @@ import json
 import sys
 from typing import Any
 
-import msgspec
-
-from ..config import Config
 from ..consumers import ask_status, connect, ping_status, status_subject
 from ..telemetry import configure_logging
-from ._config_args import add_config_arguments, config_from
-
-DEFAULT_TIMEOUT_S = 5.0
+from ._config_args import add_connection_arguments, connection_config
 
 
 def register(commands: Any) -> None:
@@ -38,30 +33,6 @@ def register(commands: Any) -> None:
     for action in (event, key, probe):
         add_connection_arguments(action)
     parser.set_defaults(run=run)
-
-
-def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--config``, ``--log-level``, ``--nats-url`` and ``--timeout``."""
-    add_config_arguments(parser)
-    parser.add_argument(
-        "--nats-url", default=None, help="NATS URL (overrides the configuration's nats.url)"
-    )
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=DEFAULT_TIMEOUT_S,
-        help="seconds to wait for an answer (default: %(default)s)",
-    )
-
-
-def connection_config(args: argparse.Namespace) -> Config:
-    """The configuration (file, ``GITSTORE_*`` variables), with ``--nats-url`` applied."""
-    config = config_from(args)
-    if args.nats_url:
-        config = msgspec.structs.replace(
-            config, nats=msgspec.structs.replace(config.nats, url=args.nats_url)
-        )
-    return config
 
 
 def run(args: argparse.Namespace) -> int:

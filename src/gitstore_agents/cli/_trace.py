@@ -12,7 +12,7 @@ import msgspec
 
 from ..consumers import connect
 from ..telemetry import build_story, configure_logging, read_trail, render_story
-from ._status import add_connection_arguments, connection_config
+from ._config_args import add_connection_arguments, connection_config
 
 
 def register(commands: Any) -> None:

@@ -290,6 +290,12 @@ def _provisioner_permissions(topology: Topology) -> Permissions:
         f"$O.{topology.modules_bucket}.>",
         f"{api}.STREAM.MSG.GET.{modules}",
         f"{api}.STREAM.PURGE.{modules}",
+        # `modules list`: nats-py finds the bucket's stream by subject, then
+        # reads its metadata through an ordered (ephemeral, flow-controlled) consumer.
+        f"{api}.STREAM.NAMES",
+        f"{api}.CONSUMER.CREATE.{modules}",
+        f"{api}.CONSUMER.CREATE.{modules}.>",
+        f"$JS.FC.{modules}.>",
     ]
     return Permissions(
         publish=tuple(dict.fromkeys(publish)),
