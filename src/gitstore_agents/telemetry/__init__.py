@@ -1,6 +1,7 @@
 """Telemetry: logs, traces, metrics and the audit trail.
 
-* logs: structlog, JSON lines (``worker``) or console (``dev``), each line with
+* logs: structlog, JSON lines (``worker``) or console (``dev`` and the operator
+  commands), each line with
   the current ``trace_id``/``span_id`` and the delivery's bound fields;
 * traces: OpenTelemetry spans after the messaging conventions, W3C trace
   context extracted from every delivery and injected into every publish;
