@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import msgspec
 import nats
+import nats.errors
 import pytest
 from bench._cluster import NatsCluster
 from nats.aio.client import Client
+from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from gitstore_agents.config import PLANNER, ROLES, Topology
 from gitstore_agents.consumers import dead_letter_consumer, provision_buckets, role_consumer
 
 from .runtime_support import cli, runtime_config, write_config
+from .support import eventually
 
 
 async def test_provision_twice_then_keep_an_operators_rewind(
@@ -65,10 +69,10 @@ async def test_provisioning_raises_the_replicas_of_existing_buckets(tmp_path: Pa
     # An install moved from one server to a cluster re-provisions with
     # replicas: 3; the ledger and the object stores must follow the streams.
     with NatsCluster(tmp_path) as cluster:
-        await cluster.wait_jetstream()
         nc = await nats.connect(servers=cluster.url.split(","))
         try:
             js = nc.jetstream(timeout=10)
+            await eventually(_jetstream_ready(js), bool, timeout_s=30, what="a meta leader")
             single = Topology()
             await provision_buckets(js, single)
             await provision_buckets(js, msgspec.structs.replace(single, replicas=3))
@@ -81,3 +85,14 @@ async def test_provisioning_raises_the_replicas_of_existing_buckets(tmp_path: Pa
                 assert info.config.num_replicas == 3, stream
         finally:
             await nc.close()
+
+
+def _jetstream_ready(js: JetStreamContext) -> Callable[[], Awaitable[bool]]:
+    async def probe() -> bool:
+        try:
+            await js.account_info()
+        except (nats.errors.Error, TimeoutError):
+            return False
+        return True
+
+    return probe
