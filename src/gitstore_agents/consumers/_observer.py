@@ -87,7 +87,7 @@ class Observer(Protocol):
 
 
 class LogObserver:
-    """The default observer: one structlog line and one counter per decision.
+    """The default observer: a log line (``log_decision``) and a counter per decision.
 
     ``counts`` is keyed by ``(decision, code)``; tests and (later) metrics read it.
     """
