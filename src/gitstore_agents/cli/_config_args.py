@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 from pathlib import Path
 
 import msgspec
+from nats.aio.client import Client
 
 from ..config import CONFIG_ENV, Config, load_config
+from ..consumers import connect
 from ..telemetry import LOG_LEVEL_ENV
 
 DEFAULT_TIMEOUT_S = 5.0
@@ -57,3 +60,12 @@ def connection_config(args: argparse.Namespace) -> Config:
             config, nats=msgspec.structs.replace(config.nats, url=args.nats_url)
         )
     return config
+
+
+async def connect_command(config: Config, name: str, timeout_s: float) -> Client:
+    """Connect an operator command to NATS, bounded by ``timeout_s``.
+
+    The connection settings are the workers' (reconnects never give up), so
+    the first connect needs its own bound: a command must fail, not wait.
+    """
+    return await asyncio.wait_for(connect(config.nats, name=name), timeout=timeout_s)

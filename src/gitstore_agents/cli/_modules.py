@@ -15,13 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import nats.errors
-from nats.aio.client import Client
 
-from ..config import Config
-from ..consumers import connect
 from ..sandbox import ModuleStore, Sandbox, provision_module_store
 from ..telemetry import configure_logging
-from ._config_args import add_connection_arguments, connection_config
+from ._config_args import add_connection_arguments, connect_command, connection_config
 
 
 def register(commands: Any) -> None:
@@ -78,7 +75,7 @@ def _with_store(args: argparse.Namespace, action: Callable[[ModuleStore], Awaita
 
     async def go() -> int:
         try:
-            nc = await _connect(config, args.timeout)
+            nc = await connect_command(config, "gitstore-agents/modules", args.timeout)
         except (OSError, TimeoutError, nats.errors.Error) as exc:
             print(
                 f"gitstore-agents modules: cannot connect to {config.nats.url}: {exc!r}",
@@ -98,10 +95,3 @@ def _with_store(args: argparse.Namespace, action: Callable[[ModuleStore], Awaita
         return 0
 
     return asyncio.run(go())
-
-
-async def _connect(config: Config, timeout_s: float) -> Client:
-    # Bounded: reconnects never give up (the workers' setting), a command must.
-    return await asyncio.wait_for(
-        connect(config.nats, name="gitstore-agents/modules"), timeout=timeout_s
-    )

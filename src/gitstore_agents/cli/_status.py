@@ -8,9 +8,9 @@ import json
 import sys
 from typing import Any
 
-from ..consumers import ask_status, connect, ping_status, status_subject
+from ..consumers import ask_status, ping_status, status_subject
 from ..telemetry import configure_logging
-from ._config_args import add_connection_arguments, connection_config
+from ._config_args import add_connection_arguments, connect_command, connection_config
 
 
 def register(commands: Any) -> None:
@@ -43,9 +43,7 @@ def run(args: argparse.Namespace) -> int:
 
     async def go() -> int:
         try:
-            nc = await asyncio.wait_for(
-                connect(config.nats, name="gitstore-agents/status"), timeout=args.timeout
-            )
+            nc = await connect_command(config, "gitstore-agents/status", args.timeout)
         except Exception as exc:
             print(f"gitstore-agents status: cannot connect to {config.nats.url}: {exc!r}")
             return 1

@@ -10,9 +10,8 @@ from typing import Any
 
 import msgspec
 
-from ..consumers import connect
 from ..telemetry import build_story, configure_logging, read_trail, render_story
-from ._config_args import add_connection_arguments, connection_config
+from ._config_args import add_connection_arguments, connect_command, connection_config
 
 
 def register(commands: Any) -> None:
@@ -41,9 +40,7 @@ def run(args: argparse.Namespace) -> int:
     subject = topology.subjects.audit(args.event_id)
 
     async def go() -> int:
-        nc = await asyncio.wait_for(
-            connect(config.nats, name="gitstore-agents/trace"), timeout=args.timeout
-        )
+        nc = await connect_command(config, "gitstore-agents/trace", args.timeout)
         try:
             entries = await read_trail(nc, topology.audit_stream, subject, timeout_s=args.timeout)
         finally:
