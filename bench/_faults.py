@@ -52,15 +52,10 @@ from gitstore_agents.config import (
     Config,
     load_config,
 )
-from gitstore_agents.consumers import (
-    RunRecord,
-    dead_letter_consumer,
-    provision,
-    read_subject,
-    role_consumer,
-)
+from gitstore_agents.consumers import RunRecord, dead_letter_consumer, provision, role_consumer
 from gitstore_agents.embedded import NatsServer
 from gitstore_agents.envelopes import Blob, GitEvent, ValidationRequest, git_blob_oid, headers
+from gitstore_agents.ops import read_subject
 from gitstore_agents.sandbox import REFERENCE_MODULES, reference_module_path
 from gitstore_agents.telemetry import configure_logging
 

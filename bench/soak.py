@@ -29,8 +29,8 @@ from pathlib import Path
 from nats.js import JetStreamContext
 
 from gitstore_agents.config import CATALOG_ENRICH, ENRICHER, MARKDOWN_COMPILE, MARKDOWN_COMPILER
-from gitstore_agents.consumers import plan_tasks
 from gitstore_agents.envelopes import Subjects, canonical_json
+from gitstore_agents.pipeline import plan_tasks
 from gitstore_agents.sandbox import module_digest, reference_module_path
 from gitstore_agents.telemetry import configure_logging
 

@@ -47,19 +47,16 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from gitstore_agents.config import MARKDOWN_COMPILER, PLANNER, load_config
-from gitstore_agents.consumers import (
-    DecisionRecord,
-    Delivery,
-    LogObserver,
-    Observer,
-    Runtime,
-    provision,
-)
+from gitstore_agents.consumers import Delivery, provision
 from gitstore_agents.consumers._publisher import _traced
 from gitstore_agents.envelopes import AuditDecision, Blob, GitEvent, Subjects, git_blob_oid
 from gitstore_agents.guardrails import Outbound
+from gitstore_agents.service import Runtime
 from gitstore_agents.telemetry import (
     INSTRUMENTS,
+    DecisionRecord,
+    LogObserver,
+    Observer,
     ReceiveBatch,
     TelemetryObserver,
     annotate,
@@ -130,7 +127,7 @@ def _task_with_telemetry(observer: TelemetryObserver, receive: ReceiveBatch) -> 
         annotate(role=MARKDOWN_COMPILER)
         annotate(event_id=_EVENT_ID, idempotency_key=_KEY, task_id="7" * 32, kind="m.c")
         trail = list(observer.decided(admitted))
-        with observer.stage("sandbox", delivery):
+        with observer.stage("sandbox", delivery.subject):
             trail += observer.decided(executed)
         trail += observer.decided(checked)
         result = Outbound(subject="gitstore.validation.markdown.compile", payload=b"{}")

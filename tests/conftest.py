@@ -19,7 +19,7 @@ from nats.aio.client import Client
 from testcontainers.core.container import DockerContainer
 from testcontainers.core.wait_strategies import LogMessageWaitStrategy
 
-from gitstore_agents.consumers import Topology
+from gitstore_agents.config import Topology
 from gitstore_agents.embedded import NatsServer
 
 from .support import docker_available

@@ -27,7 +27,7 @@ from gitstore_agents.config import (
     Topology,
     load_config,
 )
-from gitstore_agents.consumers import Runtime, provision
+from gitstore_agents.consumers import provision
 from gitstore_agents.embedded import NatsServer
 from gitstore_agents.guardrails import (
     IDENTITIES,
@@ -39,6 +39,7 @@ from gitstore_agents.guardrails import (
     inbox_prefix,
     nats_users,
 )
+from gitstore_agents.service import Runtime
 
 ADMIN = "admin"
 TASK_TIMEOUT_MS = 2000

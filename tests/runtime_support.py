@@ -34,14 +34,7 @@ from gitstore_agents.config import (
     Topology,
     load_config,
 )
-from gitstore_agents.consumers import (
-    DecisionRecord,
-    LogObserver,
-    Runtime,
-    plan_tasks,
-    read_subject,
-    role_consumer,
-)
+from gitstore_agents.consumers import role_consumer
 from gitstore_agents.envelopes import (
     AuditDecision,
     Blob,
@@ -54,6 +47,10 @@ from gitstore_agents.envelopes import (
     headers,
 )
 from gitstore_agents.guardrails import Outbound
+from gitstore_agents.ops import read_subject
+from gitstore_agents.pipeline import plan_tasks
+from gitstore_agents.service import Runtime
+from gitstore_agents.telemetry import DecisionRecord, LogObserver
 
 from .support import eventually
 from .wasm_modules import echo_module

@@ -14,15 +14,17 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 from gitstore_agents.config import MARKDOWN_COMPILE, MARKDOWN_COMPILER, PLANNER, Topology
-from gitstore_agents.consumers import (
-    DecisionRecord,
-    list_dead_letters,
-    provision_streams,
-    publish_confirmed,
-)
+from gitstore_agents.consumers import provision_streams, publish_confirmed
 from gitstore_agents.envelopes import AuditDecision, Stage, canonical_json
 from gitstore_agents.guardrails import PublishBoundary
-from gitstore_agents.telemetry import audit_message, audit_msg_id, audit_record, encode_audit
+from gitstore_agents.ops import list_dead_letters
+from gitstore_agents.telemetry import (
+    DecisionRecord,
+    audit_message,
+    audit_msg_id,
+    audit_record,
+    encode_audit,
+)
 
 from .runtime_support import (
     cli,

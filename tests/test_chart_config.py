@@ -19,9 +19,9 @@ from gitstore_agents.config import (
     load_config,
     parse_module_ref,
 )
-from gitstore_agents.consumers import Runtime
 from gitstore_agents.guardrails import KindAllowance, PolicyAdmission, PolicyError, load_policy
 from gitstore_agents.sandbox import module_digest, reference_module_path
+from gitstore_agents.service import Runtime
 
 from .chart_support import RELEASE, ROLES, Rendered, load_value_set, merged_values, render
 from .test_chart_render import VALUE_SETS_BY_ID

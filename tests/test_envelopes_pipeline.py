@@ -16,13 +16,13 @@ import msgspec
 import pytest
 from nats.aio.client import Client
 
-from gitstore_agents.config import Config, load_config
-from gitstore_agents.consumers import (
+from gitstore_agents.config import (
     MARKDOWN_COMPILE,
     MARKDOWN_COMPILER,
     PLANNER,
-    Runtime,
+    Config,
     Topology,
+    load_config,
 )
 from gitstore_agents.envelopes import (
     CompiledResource,
@@ -35,6 +35,7 @@ from gitstore_agents.envelopes import (
     object_name,
     sha256_digest,
 )
+from gitstore_agents.service import Runtime
 
 from .support import eventually, stream_messages
 

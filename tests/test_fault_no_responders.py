@@ -17,15 +17,10 @@ from nats.aio.client import Client
 from nats.js.api import KeyValueConfig, PubAck, StreamConfig
 from nats.js.kv import KeyValue
 
-from gitstore_agents.consumers import (
-    Claim,
-    Ledger,
-    PublishFailedError,
-    plan_tasks,
-    publish_confirmed,
-)
+from gitstore_agents.consumers import Claim, Ledger, PublishFailedError, publish_confirmed
 from gitstore_agents.envelopes import headers
 from gitstore_agents.guardrails import Outbound, PublishBoundary
+from gitstore_agents.pipeline import plan_tasks
 
 from .support import eventually, example_event
 

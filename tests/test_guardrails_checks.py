@@ -10,7 +10,6 @@ import msgspec
 import pytest
 
 from gitstore_agents.config import MARKDOWN_COMPILE
-from gitstore_agents.consumers import plan_tasks
 from gitstore_agents.envelopes import Limits, Stage, TaskRequest, canonical_json
 from gitstore_agents.guardrails import (
     KindAllowance,
@@ -20,6 +19,7 @@ from gitstore_agents.guardrails import (
     PolicyOutputCheck,
     parse_policy,
 )
+from gitstore_agents.pipeline import plan_tasks
 from gitstore_agents.sandbox import module_digest, reference_module_path
 
 from .conftest import REPO_ROOT

@@ -28,8 +28,7 @@ from gitstore_agents.config import (
     ROLES,
     Topology,
 )
-from gitstore_agents.consumers import LogObserver, RunState, list_dead_letters, plan_tasks
-from gitstore_agents.consumers._status import ask_status, ping_status, status_subject
+from gitstore_agents.consumers import RunState
 from gitstore_agents.embedded import NatsServer, nats_server_binary
 from gitstore_agents.envelopes import AuditDecision, Limits, Stage, canonical_json, headers
 from gitstore_agents.guardrails import (
@@ -42,7 +41,11 @@ from gitstore_agents.guardrails import (
     nats_users,
     password_env,
 )
+from gitstore_agents.ops import ask_status, list_dead_letters, ping_status
+from gitstore_agents.pipeline import plan_tasks
 from gitstore_agents.sandbox import module_digest, reference_module_path
+from gitstore_agents.service import status_subject
+from gitstore_agents.telemetry import LogObserver
 
 from .guardrails_support import BASE_POLICY, SecureNats, serving, write_policy
 from .runtime_support import (

@@ -15,7 +15,6 @@ import pytest
 
 from gitstore_agents.cli import main
 from gitstore_agents.config import load_config
-from gitstore_agents.consumers import Runtime
 from gitstore_agents.guardrails import (
     MAX_FUEL,
     MAX_MEMORY_BYTES,
@@ -29,6 +28,7 @@ from gitstore_agents.guardrails import (
     parse_policy,
 )
 from gitstore_agents.sandbox import module_digest, reference_module_path
+from gitstore_agents.service import Runtime
 
 from .conftest import REPO_ROOT
 from .guardrails_support import BASE_POLICY, worker_config, write_policy

@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from gitstore_agents.consumers import MARKDOWN_COMPILE, plan_tasks
+from gitstore_agents.config import MARKDOWN_COMPILE
 from gitstore_agents.envelopes import (
     Blob,
     BlobMismatchError,
@@ -14,6 +14,7 @@ from gitstore_agents.envelopes import (
     canonical_json,
     git_blob_oid,
 )
+from gitstore_agents.pipeline import plan_tasks
 
 from .support import EXAMPLES, example_event
 

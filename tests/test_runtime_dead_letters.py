@@ -8,7 +8,8 @@ from pathlib import Path
 from nats.aio.client import Client
 
 from gitstore_agents.config import MARKDOWN_COMPILE, MARKDOWN_COMPILER, PLANNER, Topology
-from gitstore_agents.consumers import RunState, list_dead_letters, read_subject
+from gitstore_agents.consumers import RunState
+from gitstore_agents.ops import list_dead_letters, read_subject
 
 from .runtime_support import (
     cli,

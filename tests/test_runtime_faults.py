@@ -30,7 +30,6 @@ from gitstore_agents.consumers import (
     PullWorker,
     RunRecord,
     RunState,
-    Runtime,
     Settle,
     WorkerSettings,
     provision,
@@ -38,6 +37,7 @@ from gitstore_agents.consumers import (
     role_consumer,
 )
 from gitstore_agents.embedded import NatsServer
+from gitstore_agents.service import Runtime
 
 from .runtime_support import (
     default_modules,

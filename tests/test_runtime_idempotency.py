@@ -16,15 +16,10 @@ from gitstore_agents.config import (
     PLANNER,
     Topology,
 )
-from gitstore_agents.consumers import (
-    Claim,
-    Ledger,
-    RunState,
-    Runtime,
-    replay_stream,
-    role_consumer,
-)
+from gitstore_agents.consumers import Claim, Ledger, RunState, role_consumer
 from gitstore_agents.envelopes import AuditDecision, canonical_json
+from gitstore_agents.ops import replay_stream
+from gitstore_agents.service import Runtime
 
 from .runtime_support import (
     RecordingObserver,

@@ -10,16 +10,9 @@ from nats.aio.client import Client
 from nats.js.api import KeyValueConfig
 
 from gitstore_agents.config import Topology
-from gitstore_agents.consumers import (
-    Busy,
-    Claim,
-    Ledger,
-    RunState,
-    Settled,
-    ledger_key,
-    plan_tasks,
-)
+from gitstore_agents.consumers import Busy, Claim, Ledger, RunState, Settled, ledger_key
 from gitstore_agents.envelopes import TaskRequest
+from gitstore_agents.pipeline import plan_tasks
 
 from .support import example_event
 

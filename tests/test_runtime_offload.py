@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from gitstore_agents.config import INLINE_FUEL
-from gitstore_agents.consumers._offload import SandboxOffload
+from gitstore_agents.pipeline import SandboxOffload
 from gitstore_agents.sandbox import Outcome, Sandbox, SandboxLimits
 
 from .wasm_modules import echo_module

@@ -11,14 +11,9 @@ from nats.aio.client import Client
 
 from gitstore_agents.cli import main
 from gitstore_agents.config import MARKDOWN_COMPILE, MARKDOWN_COMPILER, PLANNER, Topology
-from gitstore_agents.consumers import (
-    STATUS_QUEUE_GROUP,
-    STATUS_SERVICE,
-    StatusUnavailableError,
-    ask_status,
-    status_subject,
-)
 from gitstore_agents.envelopes import headers
+from gitstore_agents.ops import StatusUnavailableError, ask_status
+from gitstore_agents.service import STATUS_QUEUE_GROUP, STATUS_SERVICE, status_subject
 
 from .runtime_support import (
     cli,

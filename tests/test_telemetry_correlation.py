@@ -23,13 +23,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from gitstore_agents.config import MARKDOWN_COMPILE, MARKDOWN_COMPILER, PLANNER, Topology
-from gitstore_agents.consumers import (
-    TRACE_ID_HEADER,
-    ask_status,
-    read_subject,
-    status_subject,
-)
 from gitstore_agents.envelopes import AuditDecision, GitEvent, ValidationRequest, headers
+from gitstore_agents.ops import ask_status, read_subject
+from gitstore_agents.service import TRACE_ID_HEADER, status_subject
 
 from .runtime_support import (
     cli,

@@ -15,8 +15,8 @@ from nats.aio.client import Client
 from structlog.testing import capture_logs
 
 from gitstore_agents.config import MARKDOWN_COMPILER, PLANNER, Topology
-from gitstore_agents.consumers import BasicAdmission, KindAllowance, Refusal
 from gitstore_agents.envelopes import TaskRequest
+from gitstore_agents.guardrails import BasicAdmission, KindAllowance, Refusal
 from gitstore_agents.telemetry import (
     add_trace_context,
     configure_logging,

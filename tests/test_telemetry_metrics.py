@@ -10,9 +10,9 @@ from nats.aio.client import Client
 from opentelemetry.sdk.metrics import MeterProvider
 
 from gitstore_agents.config import MARKDOWN_COMPILE, MARKDOWN_COMPILER, PLANNER, Topology
-from gitstore_agents.consumers import DecisionRecord
 from gitstore_agents.envelopes import AuditDecision, Subjects
 from gitstore_agents.telemetry import (
+    DecisionRecord,
     ScrapeReader,
     TelemetryObserver,
     metric_name,

@@ -10,10 +10,10 @@ import msgspec
 import pytest
 from nats.aio.client import Client
 
-from gitstore_agents.config import load_config
-from gitstore_agents.consumers import MARKDOWN_COMPILER, PLANNER, Runtime, Topology
+from gitstore_agents.config import MARKDOWN_COMPILER, PLANNER, Topology, load_config
 from gitstore_agents.embedded import expected_task_count, publish_git_event
 from gitstore_agents.envelopes import ValidationRequest, decode
+from gitstore_agents.service import Runtime
 
 from .support import eventually, example_event, stream_messages
 

@@ -1,4 +1,4 @@
-"""The ``gitstore-agents`` command line: thin wrappers over the package."""
+"""CLI: the ``gitstore-agents`` command line, thin wrappers over the package."""
 
 from ._main import main
 

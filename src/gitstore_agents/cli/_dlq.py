@@ -11,7 +11,8 @@ from typing import Any
 
 import msgspec
 
-from ..consumers import DeadLetterEntry, connect, list_dead_letters, requeue_dead_letter
+from ..consumers import connect
+from ..ops import DeadLetterEntry, list_dead_letters, requeue_dead_letter
 from ..telemetry import configure_logging
 from ._config_args import add_config_arguments, config_from
 

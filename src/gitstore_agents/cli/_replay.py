@@ -9,7 +9,8 @@ from typing import Any
 
 import msgspec
 
-from ..consumers import Runtime, replay_stream
+from ..ops import replay_stream
+from ..service import Runtime
 from ..telemetry import configure_logging
 from ._config_args import add_config_arguments, config_from
 

@@ -8,7 +8,8 @@ import json
 import sys
 from typing import Any
 
-from ..consumers import ask_status, ping_status, status_subject
+from ..ops import ask_status, ping_status
+from ..service import status_subject
 from ..telemetry import configure_logging
 from ._config_args import add_connection_arguments, connect_command, connection_config
 

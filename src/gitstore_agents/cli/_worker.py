@@ -8,7 +8,7 @@ import signal
 from typing import Any
 
 from ..config import ROLES
-from ..consumers import Runtime
+from ..service import Runtime
 from ..telemetry import configure_logging
 from ._config_args import add_config_arguments, config_from
 

@@ -33,9 +33,9 @@ import nats.errors
 import nats.js.errors
 from nats.js.kv import KeyValue
 
+from ..clock import rfc3339, utc_now
 from ..envelopes import TaskRequest
 from ._errors import LedgerUnavailableError
-from ._observer import rfc3339, utc_now
 
 SCHEMA_VERSION = "1.0"
 

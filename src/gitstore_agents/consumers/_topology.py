@@ -30,9 +30,8 @@ from ..config import (
     Config,
     Topology,
 )
-from ..sandbox import ModuleStore
+from ..sandbox import ModuleStore, upload_reference_modules
 from ._errors import TopologyError
-from ._modules import upload_reference_modules
 
 log = structlog.get_logger(__name__)
 

@@ -14,9 +14,9 @@ import msgspec
 from nats.aio.client import Client
 from nats.js.api import DeliverPolicy
 
-from ..config import EXTENSION_RUN, MARKDOWN_COMPILE, Config, load_config
-from ..consumers import Runtime, Topology
+from ..config import EXTENSION_RUN, MARKDOWN_COMPILE, Config, Topology, load_config
 from ..envelopes import FailureDiagnostic, GitEvent, ValidationRequest, decode, headers
+from ..service import Runtime
 from ._nats_server import NatsServer
 
 

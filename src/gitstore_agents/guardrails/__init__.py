@@ -10,6 +10,7 @@
 """
 
 from ._admission import PolicyAdmission
+from ._basic import BasicAdmission, BasicOutputCheck
 from ._boundary import Outbound, PublishBoundary, PublishDeniedError, PublishRefusedError
 from ._nats_auth import (
     DEAD_LETTER_SUFFIX,
@@ -67,6 +68,8 @@ __all__ = [
     "PROVISIONER",
     "STATUS_PROBE",
     "Admission",
+    "BasicAdmission",
+    "BasicOutputCheck",
     "Ceilings",
     "KindAllowance",
     "ModuleAllowance",

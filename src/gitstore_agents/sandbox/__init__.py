@@ -10,7 +10,13 @@ from ._engine import POOL_SLOTS
 from ._errors import ModuleError, ModuleStoreError, SandboxError, UnknownModuleError
 from ._limits import SandboxLimits
 from ._logical_time import logical_time_ns
-from ._module_store import MODULES_BUCKET, ModuleStore, StoredModule, provision_module_store
+from ._module_store import (
+    MODULES_BUCKET,
+    ModuleStore,
+    StoredModule,
+    provision_module_store,
+    upload_reference_modules,
+)
 from ._outcome import Outcome, RunResult
 from ._reference import REFERENCE_MODULES, reference_module_path
 from ._registry import ModuleRegistry
@@ -45,4 +51,5 @@ __all__ = [
     "reference_module_path",
     "refusal_report",
     "run_report",
+    "upload_reference_modules",
 ]

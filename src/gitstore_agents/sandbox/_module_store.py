@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import msgspec
 import nats.errors
 from nats.js import JetStreamContext, api
@@ -10,6 +12,7 @@ from nats.js.object_store import ObjectStore
 
 from ._errors import ModuleError, ModuleStoreError, UnknownModuleError
 from ._outcome import Outcome
+from ._reference import REFERENCE_MODULES, reference_module_path
 from ._runner import module_digest
 
 MODULES_BUCKET = "gitstore-modules"
@@ -146,3 +149,15 @@ async def provision_module_store(
         return ModuleStore(await js.create_object_store(bucket, config=config))
     except _TRANSIENT as exc:
         raise ModuleStoreError(f"creating object store bucket={bucket!r}: {exc!r}") from None
+
+
+async def upload_reference_modules(store: ModuleStore) -> dict[str, str]:
+    """Store every packaged reference module that exists; return name -> digest."""
+    uploaded: dict[str, str] = {}
+    for name in REFERENCE_MODULES:
+        path = reference_module_path(name)
+        if not path.is_file():
+            continue
+        wasm = await asyncio.to_thread(path.read_bytes)
+        uploaded[name] = await store.push(wasm, description=f"reference:{name}")
+    return uploaded

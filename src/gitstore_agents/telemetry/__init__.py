@@ -9,8 +9,11 @@
 * audit: every decision as an ``AuditRecord`` on ``<prefix>.audit.<event_id>``,
   read back as an event's story (``gitstore-agents trace``).
 
-This package sits below ``consumers``: it uses the OpenTelemetry API, the
-envelopes and the publish boundary's ``Outbound``, never the pipeline itself.
+Its one job is to observe: the pipeline reports each decision as a
+``DecisionRecord`` to an ``Observer``; this package turns it into logs, spans,
+metrics and audit records, and reads the trail back. It sits below
+``consumers``: it uses the OpenTelemetry API, the envelopes and the publish
+boundary's ``Outbound``, never the runtime.
 ``docs/observability.md`` is the reference.
 """
 
@@ -22,9 +25,10 @@ from ._audit import (
     coalesce_audit,
     encode_audit,
 )
+from ._decisions import DecisionRecord, Observer
 from ._logging import LOG_LEVEL_ENV, add_trace_context, configure_logging
 from ._metrics import INSTRUMENTS, Instruments
-from ._observer import SPAN_STAGES, TelemetryObserver, log_decision
+from ._observer import SPAN_STAGES, LogObserver, TelemetryObserver, log_decision
 from ._prometheus import ScrapeReader, metric_name, render
 from ._render import render_story
 from ._setup import metrics_text, setup_telemetry
@@ -64,8 +68,11 @@ __all__ = [
     "SPAN_STAGES",
     "Attempt",
     "AuditTrailUnavailableError",
+    "DecisionRecord",
     "EventStory",
     "Instruments",
+    "LogObserver",
+    "Observer",
     "ReceiveBatch",
     "ScrapeReader",
     "TaskStory",

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -24,10 +23,7 @@ from ..envelopes import AuditRecord, Stage, Subjects, headers
 from ..envelopes._audit import SCHEMA_VERSION as AUDIT_SCHEMA_VERSION
 from ..envelopes._types import CODE_PATTERN, KIND_PATTERN, TOKEN_PATTERN, UUID_PATTERN
 from ..guardrails import Outbound
-
-if TYPE_CHECKING:
-    # Only for annotations: telemetry sits below consumers and never imports it.
-    from ..consumers import DecisionRecord
+from ._decisions import DecisionRecord
 
 _ENCODER = msgspec.json.Encoder(order="sorted")
 _UUID = re.compile(UUID_PATTERN)

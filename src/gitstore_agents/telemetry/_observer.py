@@ -1,6 +1,6 @@
 """The runtime's observer: each decision is a log line, metrics, a span event, an audit record.
 
-It implements ``consumers.Observer``: the pipeline calls ``decided`` for each
+It implements ``Observer``: the pipeline calls ``decided`` for each
 decision and publishes the audit record it returns together with the
 delivery's results, before settling the delivery. ``stage`` opens a span
 around the module run (``gitstore.sandbox``, its usage as attributes); the
@@ -17,7 +17,6 @@ import contextlib
 import logging
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import msgspec
 import structlog
@@ -27,11 +26,9 @@ from opentelemetry.trace import Span, Status, StatusCode
 from ..envelopes import AuditDecision, Stage, Subjects
 from ..guardrails import Outbound
 from ._audit import audit_message
+from ._decisions import DecisionRecord
 from ._metrics import INSTRUMENTS
 from ._tracing import stage_span
-
-if TYPE_CHECKING:
-    from ..consumers import DecisionRecord, Delivery
 
 log = structlog.get_logger("gitstore_agents.decisions")
 
@@ -98,10 +95,10 @@ class TelemetryObserver:
         message = audit_message(record, self._subjects, trace_id=trace_id, span_id=span_id)
         return () if message is None else (message,)
 
-    def stage(self, name: str, delivery: Delivery) -> contextlib.AbstractContextManager[None]:
+    def stage(self, name: str, subject: str) -> contextlib.AbstractContextManager[None]:
         """A span around ``sandbox``; nothing around the others."""
         if name in SPAN_STAGES:
-            return stage_span(name, delivery.subject)
+            return stage_span(name, subject)
         return contextlib.nullcontext()
 
     def total(self, decision: AuditDecision, code: str | None = None) -> int:
@@ -175,3 +172,32 @@ def _int(value: str | None) -> int | None:
         return int(value) if value is not None else None
     except ValueError:
         return None
+
+
+class LogObserver:
+    """The default observer: a log line (``log_decision``) and a counter per decision.
+
+    ``counts`` is keyed by ``(decision, code)``; tests and (later) metrics read it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.counts: collections.Counter[tuple[AuditDecision, str]] = collections.Counter()
+
+    def decided(self, record: DecisionRecord) -> Sequence[Outbound]:
+        """Log the decision and count it; publishes nothing."""
+        with self._lock:
+            self.counts[(record.decision, record.code)] += 1
+        log_decision(record)
+        return ()
+
+    def stage(self, name: str, subject: str) -> contextlib.AbstractContextManager[None]:
+        """No span yet (issue 7)."""
+        return contextlib.nullcontext()
+
+    def total(self, decision: AuditDecision, code: str | None = None) -> int:
+        """How many ``decision``s were recorded (optionally only with ``code``)."""
+        with self._lock:
+            return sum(
+                n for (d, c), n in self.counts.items() if d == decision and code in (None, c)
+            )

@@ -24,7 +24,23 @@ from typing import Any
 import msgspec
 import structlog
 
+from ..clock import rfc3339, utc_now
 from ..config import INLINE_FUEL
+from ..consumers import (
+    Busy,
+    Claim,
+    Decision,
+    Delivery,
+    Ledger,
+    LedgerUnavailableError,
+    PublishFailedError,
+    RunState,
+    Settle,
+    Settled,
+    ledger_key,
+    publish_confirmed,
+    retry_delay_s,
+)
 from ..envelopes import (
     AuditDecision,
     CanonicalFormError,
@@ -44,7 +60,7 @@ from ..envelopes import (
     sha256_digest,
 )
 from ..errors import GitStoreAgentsError
-from ..guardrails import Outbound, PublishBoundary, PublishRefusedError
+from ..guardrails import Admission, Outbound, OutputCheck, PublishBoundary, PublishRefusedError
 from ..sandbox import (
     CompiledModule,
     ModuleError,
@@ -54,21 +70,10 @@ from ..sandbox import (
     SandboxLimits,
     logical_time_ns,
 )
-from ..telemetry import FOLLOW_UP_REF, annotate, planned_ref
-from ._decision import Decision, Settle
-from ._delivery import Delivery
-from ._errors import (
-    LedgerUnavailableError,
-    PublishFailedError,
-)
+from ..telemetry import FOLLOW_UP_REF, DecisionRecord, Observer, annotate, planned_ref
 from ._follow_ups import FollowUpSpec, follow_up_tasks
-from ._ledger import Busy, Claim, Ledger, RunState, Settled, ledger_key
 from ._modules import ModuleLoader
-from ._observer import DecisionRecord, Observer, rfc3339, utc_now
 from ._offload import SandboxOffload
-from ._publisher import publish_confirmed
-from ._retry import retry_delay_s
-from ._stages import Admission, OutputCheck
 
 log = structlog.get_logger(__name__)
 
@@ -254,7 +259,7 @@ class TaskHandler:
             (Stage.PUBLISH, self._publish),
         )
         for stage, run in stages:
-            with self._observer.stage(stage, a.delivery):
+            with self._observer.stage(stage, a.delivery.subject):
                 decision = await run(a)
             if decision is not None:
                 return decision

@@ -19,15 +19,23 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 
 import msgspec
 import nats.errors
 import nats.js.errors
-from nats.js import JetStreamContext
-from nats.js.api import DeliverPolicy, RawStreamMsg
+from nats.js.api import RawStreamMsg
 
+from ..clock import rfc3339, utc_now
 from ..config import GIT_PUSH, Topology
+from ..consumers import (
+    Decision,
+    Delivery,
+    Ledger,
+    LedgerUnavailableError,
+    PublishFailedError,
+    Settle,
+    publish_confirmed,
+)
 from ..envelopes import (
     AuditDecision,
     DeadLetter,
@@ -43,25 +51,11 @@ from ..envelopes import (
 from ..errors import GitStoreAgentsError
 from ..guardrails import Outbound, PublishBoundary, PublishRefusedError
 from ..telemetry import (
+    DecisionRecord,
+    Observer,
     annotate,
-    audit_message,
     continue_trace,
-    current_ids,
-    inject,
-    message_ids,
 )
-from ._decision import Decision, Settle
-from ._delivery import Delivery
-from ._errors import LedgerUnavailableError, PublishFailedError
-from ._ledger import Ledger
-from ._observer import DecisionRecord, Observer, rfc3339, utc_now
-from ._publisher import publish_confirmed
-
-REQUEUED_TOKEN = "_requeued"
-"""Last subject token of requeue records (``_`` keeps it apart from every task kind)."""
-
-REQUEUED_FROM = "GitStore-Requeued-From"
-"""Header on a requeued message: the dead letter it came from."""
 
 # The writer retries an advisory it could not handle (NATS briefly down).
 _RETRY_DELAY_S = 2.0
@@ -82,43 +76,9 @@ class MaxDeliveriesAdvisory(msgspec.Struct, frozen=True, kw_only=True):
     deliveries: int
 
 
-class RequeueRecord(msgspec.Struct, frozen=True, kw_only=True):
-    """That (and how) a dead letter was put back.
-
-    Attributes:
-        id: The dead letter's id.
-        requeued_at: When.
-        by: Who (operator or tool).
-        subject: Subject the original was republished on.
-        stream: Stream it landed in.
-        stream_seq: Its new sequence.
-        msg_id: ``Nats-Msg-Id`` of the republished copy.
-    """
-
-    schema_version: str = "1.0"
-    id: str
-    requeued_at: str
-    by: str
-    subject: str
-    stream: str
-    stream_seq: int
-    msg_id: str
-
-
-class DeadLetterNotFoundError(GitStoreAgentsError):
-    """No dead letter has the requested id."""
-
-    code = "dead-letter-not-found"
-
-
 def dead_letter_id(stream: str, stream_seq: int) -> str:
     """The id of the dead letter for message ``stream_seq`` of ``stream``."""
     return f"{stream}-{stream_seq}"
-
-
-def requeue_subject(subjects: Subjects) -> str:
-    """Subject of requeue records."""
-    return f"{subjects.prefix}.dlq.{REQUEUED_TOKEN}"
 
 
 class DeadLetterWriter:
@@ -302,184 +262,3 @@ def _kind_from_subject(subject: str, subjects: Subjects) -> str | None:
             except GitStoreAgentsError:
                 return None
     return None
-
-
-class DeadLetterEntry(msgspec.Struct, frozen=True, kw_only=True):
-    """A dead letter and what happened to it since.
-
-    Attributes:
-        letter: The dead letter.
-        failures_seq: Its sequence in the failures stream.
-        requeues: Requeue records, oldest first.
-    """
-
-    letter: DeadLetter
-    failures_seq: int
-    requeues: list[RequeueRecord] = msgspec.field(default_factory=list)
-
-
-async def read_subject(
-    js: JetStreamContext, stream: str, subject: str, *, timeout_s: float = 5.0
-) -> list[tuple[int, str, bytes, dict[str, str]]]:
-    """Every message of ``stream`` on ``subject`` (wildcards allowed), oldest first.
-
-    Returns:
-        ``(stream sequence, subject, data, headers)`` per message.
-    """
-    info = await js.stream_info(stream, subjects_filter=subject)
-    if not info.state.subjects:
-        return []
-    sub = await js.subscribe(
-        subject, stream=stream, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
-    )
-    found: list[tuple[int, str, bytes, dict[str, str]]] = []
-    try:
-        while True:
-            msg = await sub.next_msg(timeout=timeout_s)
-            meta = msg.metadata
-            found.append((meta.sequence.stream, msg.subject, msg.data, dict(msg.headers or {})))
-            if meta.num_pending == 0:
-                return found
-    finally:
-        await sub.unsubscribe()
-
-
-async def list_dead_letters(js: JetStreamContext, topology: Topology) -> list[DeadLetterEntry]:
-    """Every dead letter in the failures stream, with its requeues."""
-    subjects = topology.subjects
-    letters: dict[str, DeadLetterEntry] = {}
-    requeues: dict[str, list[RequeueRecord]] = {}
-    for seq, subject, data, _ in await read_subject(
-        js, topology.failures_stream, subjects.dead_letters_all()
-    ):
-        if subject == requeue_subject(subjects):
-            record = msgspec.json.decode(data, type=RequeueRecord)
-            requeues.setdefault(record.id, []).append(record)
-            continue
-        try:
-            letter = msgspec.json.decode(data, type=DeadLetter)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            continue
-        letters.setdefault(letter.id, DeadLetterEntry(letter=letter, failures_seq=seq))
-    return [
-        msgspec.structs.replace(entry, requeues=requeues.get(entry.letter.id, []))
-        for entry in letters.values()
-    ]
-
-
-async def requeue_dead_letter(
-    js: JetStreamContext,
-    topology: Topology,
-    letter_id: str,
-    *,
-    by: str,
-    now: Callable[[], datetime] = utc_now,
-) -> RequeueRecord:
-    """Republish the original message of dead letter ``letter_id`` and record it.
-
-    The copy gets a ``Nats-Msg-Id`` derived from the dead letter (requeueing the
-    same letter twice within the duplicate window stores one copy) and a
-    ``GitStore-Requeued-From`` header. The payload is untouched, so the task
-    keeps its idempotency key: the ledger lets it run again unless it
-    succeeded meanwhile.
-
-    Raises:
-        DeadLetterNotFoundError: no dead letter has this id.
-        nats.js.errors.NotFoundError: the original is gone from its stream.
-    """
-    entries = {e.letter.id: e for e in await list_dead_letters(js, topology)}
-    entry = entries.get(letter_id)
-    if entry is None:
-        raise DeadLetterNotFoundError(
-            f"no dead letter with id {letter_id!r} (see `gitstore-agents dlq list`)"
-        )
-    letter = entry.letter
-    original = await js.get_msg(letter.stream, letter.stream_seq)
-    original_headers = {
-        k: v
-        for k, v in (original.headers or {}).items()
-        if not k.lower().startswith("nats-") and k.lower() not in ("status", "description")
-    }
-    original_id = headers.get_header(original.headers, headers.MSG_ID) or letter.id
-    msg_id = f"{original_id}/requeue/{letter.id}"
-    subject = original.subject or letter.subject
-    ack = await js.publish(
-        subject,
-        original.data or b"",
-        headers={**original_headers, headers.MSG_ID: msg_id, REQUEUED_FROM: letter.id},
-    )
-    record = RequeueRecord(
-        id=letter.id,
-        requeued_at=rfc3339(now()),
-        by=by,
-        subject=subject,
-        stream=ack.stream,
-        stream_seq=ack.seq,
-        msg_id=msg_id,
-    )
-    await js.publish(
-        requeue_subject(topology.subjects),
-        canonical_json(record),
-        headers={
-            headers.MSG_ID: f"requeued:{letter.id}:{ack.seq}",
-            headers.CONTENT_TYPE: headers.JSON,
-        },
-    )
-    await _audit_requeue(js, topology, letter, original, record)
-    return record
-
-
-REQUEUE_ROLE = "operator"
-"""Role of ``requeued`` audit records (a person or tool, not a worker role)."""
-
-
-async def _audit_requeue(
-    js: JetStreamContext,
-    topology: Topology,
-    letter: DeadLetter,
-    original: RawStreamMsg,
-    record: RequeueRecord,
-) -> None:
-    """Audit the requeue under the original's git event, in the original's trace."""
-    event_id: str | None = letter.name if letter.kind == GIT_PUSH else None
-    task: TaskRequest | None = None
-    with contextlib.suppress(GitStoreAgentsError):
-        task = decode(original.data or b"", TaskRequest)
-        event_id = task.source_event_id
-    decision = DecisionRecord(
-        decision=AuditDecision.REQUEUED,
-        role=REQUEUE_ROLE,
-        worker_id=record.by,
-        reason=f"dead letter {letter.id} requeued by {record.by}",
-        stream=letter.stream,
-        stream_seq=letter.stream_seq,
-        event_id=event_id,
-        idempotency_key=letter.idempotency_key,
-        task_id=task.task_id if task is not None else None,
-        kind=letter.kind,
-        refs={
-            "dead_letter": letter.id,
-            "requeued_stream": record.stream,
-            "requeued_seq": str(record.stream_seq),
-            "msg_id": record.msg_id,
-        },
-        at=record.requeued_at,
-    )
-    with continue_trace(original.headers, f"requeue {letter.kind}"):
-        trace_id, span_id = current_ids()
-        if trace_id is None:
-            # No SDK in this process (a CLI run): the original's own ids will do.
-            trace_id, span_id = message_ids(original.headers)
-        message = audit_message(
-            decision,
-            topology.subjects,
-            trace_id=trace_id,
-            span_id=span_id,
-            msg_id=f"audit:requeued:{letter.id}:{record.stream_seq}",
-        )
-        if message is not None:
-            await js.publish(
-                message.subject,
-                message.payload,
-                headers=inject(dict(message.headers)),
-            )

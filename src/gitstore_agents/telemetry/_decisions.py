@@ -1,7 +1,7 @@
-"""The one seam every decision goes through: logs and counters now, audit and spans later.
+"""The one seam every decision goes through: what a decision is, and who receives it.
 
-Each pipeline stage runs inside ``Observer.stage(...)`` (a tracing span, once
-issue 7 adds one) and every decision is reported to ``Observer.decided(...)``.
+Each pipeline stage runs inside ``Observer.stage(...)`` and every decision is
+reported to ``Observer.decided(...)``.
 ``decided`` may return messages (audit records) that the pipeline publishes
 through the role's publish boundary together with the message's results, so
 they are stored before the input is settled.
@@ -9,29 +9,14 @@ they are stored before the input is settled.
 
 from __future__ import annotations
 
-import collections
 import contextlib
-import threading
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Protocol
 
 import msgspec
 
 from ..envelopes import AuditDecision
 from ..guardrails import Outbound
-from ..telemetry import log_decision
-from ._delivery import Delivery
-
-
-def utc_now() -> datetime:
-    """The current time in UTC (the one clock the runtime reads)."""
-    return datetime.now(UTC)
-
-
-def rfc3339(moment: datetime) -> str:
-    """``2026-11-29T08:00:00.123Z``: the timestamp form of every record we write."""
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class DecisionRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -81,35 +66,6 @@ class Observer(Protocol):
         """Record ``record``; return messages to publish with the delivery's results."""
         ...
 
-    def stage(self, name: str, delivery: Delivery) -> contextlib.AbstractContextManager[None]:
+    def stage(self, name: str, subject: str) -> contextlib.AbstractContextManager[None]:
         """Context around one pipeline stage (``decode``, ``admission``, ``sandbox``...)."""
         ...
-
-
-class LogObserver:
-    """The default observer: a log line (``log_decision``) and a counter per decision.
-
-    ``counts`` is keyed by ``(decision, code)``; tests and (later) metrics read it.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.counts: collections.Counter[tuple[AuditDecision, str]] = collections.Counter()
-
-    def decided(self, record: DecisionRecord) -> Sequence[Outbound]:
-        """Log the decision and count it; publishes nothing."""
-        with self._lock:
-            self.counts[(record.decision, record.code)] += 1
-        log_decision(record)
-        return ()
-
-    def stage(self, name: str, delivery: Delivery) -> contextlib.AbstractContextManager[None]:
-        """No span yet (issue 7)."""
-        return contextlib.nullcontext()
-
-    def total(self, decision: AuditDecision, code: str | None = None) -> int:
-        """How many ``decision``s were recorded (optionally only with ``code``)."""
-        with self._lock:
-            return sum(
-                n for (d, c), n in self.counts.items() if d == decision and code in (None, c)
-            )

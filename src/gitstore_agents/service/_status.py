@@ -19,26 +19,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import re
 import warnings
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import msgspec
 import nats.micro
 from nats.aio.client import Client
-from nats.aio.msg import Msg
 from nats.micro.request import Request
 from nats.micro.service import Service
 from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
 
 from ..config import Topology
+from ..consumers import Ledger, RunRecord
 from ..envelopes import headers
 from ..envelopes._types import UUID_PATTERN
 from ..errors import GitStoreAgentsError
 from ..telemetry import EventStory, TaskStory, build_story, extract, read_trail, tracer
-from ._ledger import Ledger, RunRecord
 
 STATUS_SERVICE = "gitstore-agents-status"
 """Name of the micro service (``nats micro info gitstore-agents-status``)."""
@@ -63,13 +61,6 @@ class StatusRequestError(GitStoreAgentsError):
 
     code = "status-request-invalid"
     retryable = False
-
-
-class StatusUnavailableError(GitStoreAgentsError):
-    """The status service did not answer, or answered with an error."""
-
-    code = "status-unavailable"
-    retryable = True
 
 
 class TaskStatus(msgspec.Struct, frozen=True, kw_only=True):
@@ -390,50 +381,3 @@ async def _serve(
 def _event_trace(trace_id: str) -> SpanContext:
     # A link needs a span id; the trace id is what matters, any non-zero span id will do.
     return SpanContext(int(trace_id, 16), 1, is_remote=True, trace_flags=TraceFlags(1))
-
-
-async def ask_status(nc: Client, subject: str, body: dict[str, Any], *, timeout_s: float) -> Msg:
-    """Send one status request; the reply (errors raise).
-
-    Raises:
-        StatusUnavailableError: no answer within ``timeout_s``, or an error answer.
-    """
-    try:
-        reply = await nc.request(subject, json.dumps(body).encode(), timeout=timeout_s)
-    except Exception as exc:
-        raise StatusUnavailableError(
-            f"no answer from the status service on {subject} within {timeout_s:g}s "
-            f"(is a worker running?): {exc!r}"
-        ) from None
-    code = headers.get_header(reply.headers, "Nats-Service-Error-Code")
-    if code is not None:
-        description = headers.get_header(reply.headers, "Nats-Service-Error") or ""
-        raise StatusUnavailableError(f"status service error {code}: {description}")
-    return reply
-
-
-async def ping_status(nc: Client, prefix: str, *, timeout_s: float) -> dict[str, Any] | None:
-    """The first status service instance serving ``prefix`` that answers a ping, or None."""
-    inbox = nc.new_inbox()
-    answers: asyncio.Queue[Msg] = asyncio.Queue()
-
-    async def collect(msg: Msg) -> None:
-        await answers.put(msg)
-
-    sub = await nc.subscribe(inbox, cb=collect)
-    try:
-        await nc.publish(f"$SRV.PING.{STATUS_SERVICE}", b"", reply=inbox)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        while (remaining := deadline - loop.time()) > 0:
-            try:
-                msg = await asyncio.wait_for(answers.get(), timeout=remaining)
-            except TimeoutError:
-                break
-            with contextlib.suppress(ValueError):
-                info = json.loads(msg.data)
-                if isinstance(info, dict) and info.get("metadata", {}).get("prefix") == prefix:
-                    return info
-        return None
-    finally:
-        await sub.unsubscribe()

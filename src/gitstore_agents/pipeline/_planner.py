@@ -7,7 +7,16 @@ from collections.abc import Mapping
 import msgspec
 import structlog
 
+from ..clock import rfc3339, utc_now
 from ..config import GIT_PUSH, MARKDOWN_COMPILE
+from ..consumers import (
+    Decision,
+    Delivery,
+    PublishFailedError,
+    Settle,
+    publish_confirmed,
+    retry_delay_s,
+)
 from ..envelopes import (
     AuditDecision,
     ContentStore,
@@ -28,14 +37,15 @@ from ..envelopes import (
 )
 from ..errors import GitStoreAgentsError
 from ..guardrails import Outbound, PublishBoundary, PublishRefusedError
-from ..telemetry import PLANNED_REF, annotate, planned_ref
-from ._decision import Decision, Settle
-from ._delivery import Delivery
+from ..telemetry import (
+    PLANNED_REF,
+    DecisionRecord,
+    LogObserver,
+    Observer,
+    annotate,
+    planned_ref,
+)
 from ._derive import derive_task
-from ._errors import PublishFailedError
-from ._observer import DecisionRecord, LogObserver, Observer, rfc3339, utc_now
-from ._publisher import publish_confirmed
-from ._retry import retry_delay_s
 
 log = structlog.get_logger(__name__)
 
@@ -149,7 +159,7 @@ class PlannerHandler:
         """Plan the tasks of one git event delivery and publish them."""
         trail: list[Outbound] = []
         annotate(role=self._role)
-        with self._observer.stage(Stage.DECODE, delivery):
+        with self._observer.stage(Stage.DECODE, delivery.subject):
             try:
                 event, tasks = await self.plan(delivery)
             except GitStoreAgentsError as exc:
@@ -197,7 +207,7 @@ class PlannerHandler:
             )
             for task in tasks
         ]
-        with self._observer.stage(Stage.PUBLISH, delivery):
+        with self._observer.stage(Stage.PUBLISH, delivery.subject):
             try:
                 await publish_confirmed(
                     self._boundary, [*outbound, *trail], timeout_s=self._publish_timeout_s

@@ -1,9 +1,8 @@
 """The basic admission and output check: the role configuration alone, no policy.
 
-The protocols (``Admission``, ``OutputCheck``, ``Refusal``) live in
-``guardrails``, which also has the policy-backed implementations the runtime
-uses by default; these two remain for callers that want only the configuration's
-rules.
+The runtime uses the policy-backed stages (``PolicyAdmission``,
+``PolicyOutputCheck``) by default; these two remain for callers that want only
+the configuration's rules.
 """
 
 from __future__ import annotations
@@ -12,16 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..envelopes import Stage, TaskRequest
-from ..guardrails import Admission, KindAllowance, OutputCheck, Refusal
-
-__all__ = [
-    "Admission",
-    "BasicAdmission",
-    "BasicOutputCheck",
-    "KindAllowance",
-    "OutputCheck",
-    "Refusal",
-]
+from ._stages import KindAllowance, Refusal
 
 
 class BasicAdmission:

@@ -13,15 +13,13 @@ import asyncio
 from pathlib import Path
 
 from ..config import ModuleRef, ModuleSource, parse_module_ref
+from ..consumers import ContentUnavailableError
 from ..sandbox import (
-    REFERENCE_MODULES,
     CompiledModule,
     ModuleRegistry,
-    ModuleStore,
     module_digest,
     reference_module_path,
 )
-from ._errors import ContentUnavailableError
 
 
 class ModuleLoader:
@@ -79,15 +77,3 @@ def _read_local(ref: ModuleRef) -> bytes:
         raise ContentUnavailableError(
             f"module {ref}: cannot read {path}: {exc.strerror or exc}", retryable=False
         ) from None
-
-
-async def upload_reference_modules(store: ModuleStore) -> dict[str, str]:
-    """Store every packaged reference module that exists; return name -> digest."""
-    uploaded: dict[str, str] = {}
-    for name in REFERENCE_MODULES:
-        path = reference_module_path(name)
-        if not path.is_file():
-            continue
-        wasm = await asyncio.to_thread(path.read_bytes)
-        uploaded[name] = await store.push(wasm, description=f"reference:{name}")
-    return uploaded

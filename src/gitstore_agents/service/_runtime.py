@@ -38,9 +38,25 @@ from ..config import (
     Config,
     validate_config,
 )
+from ..consumers import (
+    ConsumerSpec,
+    Handler,
+    Ledger,
+    PullWorker,
+    TopologyError,
+    WorkerSettings,
+    connect_options,
+    dead_letter_consumer,
+    provision,
+    role_consumer,
+    verify,
+)
 from ..envelopes import ContentStore, Limits
 from ..errors import ConfigError
 from ..guardrails import (
+    Admission,
+    KindAllowance,
+    OutputCheck,
     PermissionViolations,
     Policy,
     PolicyAdmission,
@@ -50,23 +66,18 @@ from ..guardrails import (
     load_policy,
     publish_subjects,
 )
+from ..pipeline import (
+    DeadLetterWriter,
+    FollowUpSpec,
+    ModuleLoader,
+    PlannerHandler,
+    TaskHandler,
+    TaskSettings,
+)
 from ..sandbox import ModuleRegistry, ModuleStore, Sandbox, default_cache_dir
-from ..telemetry import TelemetryObserver, metrics_text, setup_telemetry
-from ._connect import connect_options
-from ._dead_letters import DeadLetterWriter
-from ._decision import Handler
-from ._errors import TopologyError
-from ._follow_ups import FollowUpSpec
+from ..telemetry import Observer, TelemetryObserver, metrics_text, setup_telemetry
 from ._health import HealthServer
-from ._ledger import Ledger
-from ._modules import ModuleLoader
-from ._observer import Observer
-from ._planner import PlannerHandler
-from ._stages import Admission, KindAllowance, OutputCheck
 from ._status import StatusReader, StatusService
-from ._task_handler import TaskHandler, TaskSettings
-from ._topology import ConsumerSpec, dead_letter_consumer, provision, role_consumer, verify
-from ._worker import PullWorker, WorkerSettings
 
 log = structlog.get_logger(__name__)
 

@@ -17,15 +17,11 @@ import msgspec
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from ..config import PLANNER
+from ..consumers import Delivery, RunState, Settle
 from ..envelopes import TaskRequest, decode
 from ..errors import ConfigError, GitStoreAgentsError
-from ._decision import Settle
-from ._delivery import Delivery
-from ._follow_ups import follow_up_tasks
-from ._ledger import RunState
-from ._planner import PlannerHandler
-from ._runtime import Runtime
-from ._task_handler import TaskHandler
+from ..pipeline import PlannerHandler, TaskHandler, follow_up_tasks
+from ..service import Runtime
 
 _READ_TIMEOUT_S = 5.0
 
