@@ -16,6 +16,9 @@ from gitstore_agents.envelopes import (
     ValidationRequest,
     decode,
     headers,
+    input_token,
+    requeue_slot,
+    slot_token,
 )
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "schemas" / "examples"
@@ -23,17 +26,47 @@ EVENT_ID = "01938a2e-5c1d-7b2a-8f00-3d2c1b0a9e87"
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
+KEY = "sha256:" + "ab" * 32
+
+
 def test_every_subject_of_the_scheme() -> None:
     s = Subjects(prefix="gitstore")
-    assert s.failure("markdown.compile") == "gitstore.failures.markdown.compile"
-    assert s.dead_letter("catalog.enrich") == "gitstore.dlq.catalog.enrich"
-    assert s.audit(EVENT_ID) == f"gitstore.audit.{EVENT_ID}"
+    hex_key = "ab" * 32
+    assert slot_token(KEY) == hex_key
+    assert s.task("markdown.compile", hex_key) == f"gitstore.tasks.markdown.compile.{hex_key}"
+    assert s.tasks_of("markdown.compile") == "gitstore.tasks.markdown.compile.*"
+    assert s.validation("catalog.enrich", KEY) == f"gitstore.validation.catalog.enrich.{hex_key}"
+    assert s.validations_of("catalog.enrich") == "gitstore.validation.catalog.enrich.*"
+    assert s.failure("markdown.compile", hex_key) == f"gitstore.failures.markdown.compile.{hex_key}"
+    assert s.failures_of("git.push") == "gitstore.failures.git.push.*"
+    assert s.dead_letter("catalog.enrich", "GITSTORE_TASKS-42") == (
+        "gitstore.dlq.catalog.enrich.GITSTORE_TASKS-42"
+    )
+    assert s.requeue_record("GITSTORE_TASKS-42") == "gitstore.dlq._requeued.GITSTORE_TASKS-42"
+    assert s.audit("planner", EVENT_ID) == f"gitstore.audit.planner.{EVENT_ID}"
+    assert s.audit_of_event(EVENT_ID) == f"gitstore.audit.*.{EVENT_ID}"
+    assert s.audit_of_role("enricher") == "gitstore.audit.enricher.*"
     assert s.failures_all() == "gitstore.failures.>"
     assert s.dead_letters_all() == "gitstore.dlq.>"
     assert s.audit_all() == "gitstore.audit.>"
-    assert Subjects(prefix="acme.gitstore").task("extension.run") == (
-        "acme.gitstore.tasks.extension.run"
+    assert requeue_slot(KEY, 7) == f"{hex_key}-rq7"
+    assert input_token("GITSTORE_TASKS", 9) == "GITSTORE_TASKS-9"
+    assert Subjects(prefix="acme.gitstore").tasks_of("extension.run") == (
+        "acme.gitstore.tasks.extension.run.*"
     )
+
+
+@pytest.mark.parametrize("bad", ["a.b", "*", ">", "", "x y", "ab\n"])
+def test_slot_tokens_cannot_inject_tokens(bad: str) -> None:
+    s = Subjects()
+    with pytest.raises(SubjectError):
+        s.task("markdown.compile", bad)
+    with pytest.raises(SubjectError):
+        s.failure("markdown.compile", bad)
+    with pytest.raises(SubjectError):
+        s.dead_letter("markdown.compile", bad)
+    with pytest.raises(SubjectError, match="idempotency_key"):
+        slot_token("sha256:" + bad)
 
 
 @pytest.mark.parametrize(
@@ -49,15 +82,17 @@ def test_repository_ids_cannot_inject_tokens(bad: str) -> None:
 )
 def test_kinds_are_dot_separated_lowercase_tokens(bad: str) -> None:
     s = Subjects()
-    for build in (s.task, s.validation, s.failure, s.dead_letter):
+    for build in (s.tasks_of, s.validations_of, s.failures_of, s.dead_letters_of):
         with pytest.raises(SubjectError, match="kind"):
             build(bad)
+    with pytest.raises(SubjectError, match="kind"):
+        s.validation(bad, KEY)
 
 
 @pytest.mark.parametrize("bad", ["evt-1", EVENT_ID.upper(), EVENT_ID + "\n", "*", EVENT_ID + ".x"])
 def test_audit_subject_takes_event_ids_only(bad: str) -> None:
     with pytest.raises(SubjectError, match="event_id"):
-        Subjects().audit(bad)
+        Subjects().audit("planner", bad)
 
 
 @pytest.mark.parametrize("bad", ["", "a..b", "a.*", "a b", "g>"])

@@ -19,8 +19,8 @@ def test_subject_scheme() -> None:
     assert s.git_push("0193f1c2-0000-7000-8000-00000000c0de") == (
         "gitstore.events.git.push.0193f1c2-0000-7000-8000-00000000c0de"
     )
-    assert s.task("markdown.compile") == "gitstore.tasks.markdown.compile"
-    assert s.validation("markdown.compile") == "gitstore.validation.markdown.compile"
+    assert s.task("markdown.compile", "ab" * 32) == f"gitstore.tasks.markdown.compile.{'ab' * 32}"
+    assert s.validations_of("markdown.compile") == "gitstore.validation.markdown.compile.*"
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ from ._canonical import (
     CanonicalFormError,
     canonical_digest,
     canonical_json,
+    encode_decoded,
     is_digest,
     sha256_digest,
 )
@@ -56,7 +57,18 @@ from ._failure import DeadLetter, FailureDiagnostic, Stage
 from ._git_blob import BlobMismatchError, git_blob_oid, verify_blob
 from ._git_event import Blob, GitEvent
 from ._schema import SCHEMA_TYPES, export_schemas, json_schema, schema_files, stale_schemas
-from ._subjects import SubjectError, Subjects, event_token, subject_token, task_kind
+from ._subjects import (
+    REQUEUED_TOKEN,
+    SubjectError,
+    Subjects,
+    event_token,
+    input_token,
+    requeue_slot,
+    slot_of,
+    slot_token,
+    subject_token,
+    task_kind,
+)
 from ._task import (
     CatalogEnrichInput,
     ExtensionRef,
@@ -77,6 +89,7 @@ __all__ = [
     "DEFAULT_MAX_CONTENT_BYTES",
     "EXIT_REJECTED",
     "MAX_ENVELOPE_BYTES",
+    "REQUEUED_TOKEN",
     "RESOURCE_KINDS",
     "SCHEMA_TYPES",
     "SUPPORTED_MAJOR",
@@ -122,18 +135,23 @@ __all__ = [
     "decode",
     "decode_json",
     "derive_idempotency_key",
+    "encode_decoded",
     "event_token",
     "export_schemas",
     "format_timestamp",
     "git_blob_oid",
     "headers",
+    "input_token",
     "is_digest",
     "json_schema",
     "object_name",
+    "requeue_slot",
     "resolve_blobs",
     "resolve_task_input",
     "schema_files",
     "sha256_digest",
+    "slot_of",
+    "slot_token",
     "stale_schemas",
     "subject_token",
     "task_kind",

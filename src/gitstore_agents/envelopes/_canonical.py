@@ -33,6 +33,7 @@ _ENCODER = msgspec.json.Encoder(order="sorted")
 DIGEST_PREFIX = "sha256:"
 DIGEST_PATTERN = r"^sha256:[0-9a-f]{64}$"
 _DIGEST = re.compile(DIGEST_PATTERN)
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
 
 MIN_INT = -(2**63)
 MAX_INT = 2**64 - 1
@@ -60,6 +61,29 @@ def canonical_json(value: Any) -> bytes:
         return _ENCODER.encode(value)
     except (UnicodeEncodeError, TypeError, OverflowError) as exc:
         raise CanonicalFormError(f"$: no canonical JSON form: {exc}") from None
+
+
+def encode_decoded(value: Any) -> bytes:
+    """Canonical JSON of a value ``decode`` produced: the encoder alone, no walk.
+
+    ``decode`` refuses floats as it reads them and only ever yields strings,
+    integers, booleans, None, lists, string-keyed dicts and Structs, so the
+    sorted encoder writes the canonical form directly. Integers outside
+    int64/uint64 and strings with lone surrogates are still refused (the
+    value is walked only when its encoding holds a number long enough).
+
+    Raises:
+        CanonicalFormError: such an integer or string.
+    """
+    try:
+        encoded = _ENCODER.encode(value)
+    except (UnicodeEncodeError, TypeError, OverflowError) as exc:
+        raise CanonicalFormError(f"$: no canonical JSON form: {exc}") from None
+    if _LONG_DIGITS.search(encoded):
+        # msgspec writes integers of any size; only one of 19 digits or more
+        # can be outside int64/uint64, so only then is the value walked.
+        return canonical_json(value)
+    return encoded
 
 
 def sha256_digest(data: bytes) -> str:

@@ -25,7 +25,7 @@ from nats.js.api import ObjectStoreConfig, StorageType
 from nats.js.object_store import ObjectStore
 
 from ..errors import GitStoreAgentsError
-from ._canonical import DIGEST_PREFIX, canonical_json, is_digest, sha256_digest
+from ._canonical import DIGEST_PREFIX, canonical_json, encode_decoded, is_digest, sha256_digest
 from ._codec import MAX_ENVELOPE_BYTES, EnvelopeError, decode_json
 from ._git_blob import git_blob_oid, verify_blob
 from ._git_event import Blob, GitEvent
@@ -305,7 +305,7 @@ async def resolve_task_input(
             "TaskRequest: exactly one of input and input_ref must be set", field="$.input"
         )
     if task.input is not None:
-        data = canonical_json(task.input)
+        data = encode_decoded(task.input)
     else:
         assert task.input_ref is not None
         if store is None:
@@ -315,9 +315,10 @@ async def resolve_task_input(
                 code="content-store-missing",
             )
         data = await store.get(task.input_ref, max_bytes=max_bytes)
-        # The stored bytes must be the canonical form, or their digest would
-        # not be the input digest every key was derived from.
-        data = canonical_json(decode_json(data, max_bytes=max_bytes, what="TaskRequest input"))
+        if sha256_digest(data) != task.input_digest:
+            # The stored bytes must be the canonical form, or their digest would
+            # not be the input digest every key was derived from.
+            data = canonical_json(decode_json(data, max_bytes=max_bytes, what="TaskRequest input"))
     digest = sha256_digest(data)
     if digest != task.input_digest:
         raise EnvelopeError(

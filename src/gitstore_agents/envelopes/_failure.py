@@ -56,6 +56,9 @@ class FailureDiagnostic(msgspec.Struct, frozen=True, kw_only=True):
         stderr_tail: Last lines the module wrote to stderr, if it ran.
         errors: Field errors of a module that rejected its input (exit code 65).
         occurred_at: When the attempt failed (UTC).
+        stream: Stream of the input the diagnostic answers.
+        stream_seq: The input's sequence in that stream.
+        msg_id: The input's ``Nats-Msg-Id``, when it had one (what its publisher knows it by).
     """
 
     schema_version: SchemaVersion = SCHEMA_VERSION
@@ -75,6 +78,9 @@ class FailureDiagnostic(msgspec.Struct, frozen=True, kw_only=True):
     stderr_tail: list[Text] = msgspec.field(default_factory=list)
     errors: list[FieldError] = msgspec.field(default_factory=list)
     occurred_at: Timestamp
+    stream: Ref | None = None
+    stream_seq: Positive | None = None
+    msg_id: Ref | None = None
 
 
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
