@@ -76,16 +76,12 @@ roles:
             "roles.markdown-compiler.max_deliver=3 must be greater than len(backoff_s)=3",
         ),
         (
-            "roles: {enricher: {ack_wait_s: 10}}",
-            "roles.enricher.ack_wait_s=10 is shorter than the longest task deadline",
+            "roles: {enricher: {ack_wait_s: 2}}",
+            "roles.enricher.ack_wait_s=2 is shorter than three pull heartbeats",
         ),
         (
             "roles: {planner: {fetch_expires_s: 2, fetch_heartbeat_s: 1.5}}",
             "roles.planner.fetch_heartbeat_s=1.5 is too large for fetch_expires_s=2",
-        ),
-        (
-            "topology: {duplicate_window_s: 30}",
-            "topology.duplicate_window_s=30 is shorter than planner's worst-case redelivery",
         ),
         (
             "roles: {markdown-compiler: {kinds: {markdown.compile: {module: sha256:abc}}}}",

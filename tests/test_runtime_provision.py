@@ -12,10 +12,16 @@ import pytest
 from bench._cluster import NatsCluster
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StreamConfig
 
 from gitstore_agents.config import PLANNER, ROLES, Topology
-from gitstore_agents.consumers import dead_letter_consumer, provision_buckets, role_consumer
+from gitstore_agents.consumers import (
+    MIGRATED_FROM,
+    dead_letter_consumer,
+    provision_buckets,
+    role_consumer,
+)
+from gitstore_agents.envelopes import DeadLetter, slot_token
 
 from .runtime_support import cli, runtime_config, write_config
 from .support import eventually
@@ -33,7 +39,11 @@ async def test_provision_twice_then_keep_an_operators_rewind(
     for stream in topology.stream_configs():
         assert stream.name is not None
         await js.stream_info(stream.name)
-    await js.key_value(topology.ledger_bucket)
+    for name in topology.slot_streams():
+        # One message per subject, a second refused: what makes a subject a slot.
+        info = await js.stream_info(name)
+        assert (info.config.max_msgs_per_subject, info.config.discard_new_per_subject) == (1, True)
+        assert info.config.allow_direct
     await js.object_store(topology.modules_bucket)
     for role in ROLES:
         for spec in (role_consumer(config, role), dead_letter_consumer(config, role)):
@@ -67,7 +77,7 @@ async def test_provision_twice_then_keep_an_operators_rewind(
 
 async def test_provisioning_raises_the_replicas_of_existing_buckets(tmp_path: Path) -> None:
     # An install moved from one server to a cluster re-provisions with
-    # replicas: 3; the ledger and the object stores must follow the streams.
+    # replicas: 3; the object stores must follow the streams.
     with NatsCluster(tmp_path) as cluster:
         nc = await nats.connect(servers=cluster.url.split(","))
         try:
@@ -77,7 +87,6 @@ async def test_provisioning_raises_the_replicas_of_existing_buckets(tmp_path: Pa
             await provision_buckets(js, single)
             await provision_buckets(js, msgspec.structs.replace(single, replicas=3))
             for stream in (
-                f"KV_{single.ledger_bucket}",
                 f"OBJ_{single.modules_bucket}",
                 f"OBJ_{single.content_bucket}",
             ):
@@ -96,3 +105,107 @@ def _jetstream_ready(js: JetStreamContext) -> Callable[[], Awaitable[bool]]:
         return True
 
     return probe
+
+
+async def test_provision_migrates_a_per_kind_deployment_into_slots_keeping_history(
+    nats_url: str, nc: Client, topology: Topology, tmp_path: Path
+) -> None:
+    """An install from before the slot layout: results, diagnostics and dead letters on
+    one subject per kind. Provisioning copies each into its slot, so nothing is lost
+    when the one-message-per-subject limit is set, and a dead letter still finds its
+    original."""
+    js = nc.jetstream()
+    subjects, prefix = topology.subjects, topology.prefix
+    old = {
+        topology.tasks_stream: [f"{prefix}.tasks.>"],
+        topology.validation_stream: [f"{prefix}.validation.>"],
+        topology.failures_stream: [f"{prefix}.failures.>", f"{prefix}.dlq.>"],
+    }
+    for name, stream_subjects in old.items():
+        await js.add_stream(StreamConfig(name=name, subjects=stream_subjects))
+    keys = [f"sha256:{n:064x}" for n in range(1, 4)]
+    task_seqs = []
+    for key in keys:
+        body = msgspec.json.encode({"idempotency_key": key, "kind": "markdown.compile"})
+        ack = await js.publish(f"{prefix}.tasks.markdown.compile", body)
+        task_seqs.append(ack.seq)
+        await js.publish(f"{prefix}.validation.markdown.compile", body)
+    await js.publish(
+        f"{prefix}.failures.markdown.compile",
+        msgspec.json.encode({"idempotency_key": keys[0], "code": "trap"}),
+    )
+    letter = DeadLetter(
+        id=f"{topology.tasks_stream}-{task_seqs[2]}",
+        kind="markdown.compile",
+        namespace="repo",
+        name="task",
+        attempts=5,
+        last_error="trap: boom",
+        last_attempt_at="2026-11-29T08:00:00Z",
+        quarantined_at="2026-11-29T08:00:00Z",
+        stream=topology.tasks_stream,
+        stream_seq=task_seqs[2],
+        subject=f"{prefix}.tasks.markdown.compile",
+        idempotency_key=keys[2],
+    )
+    await js.publish(f"{prefix}.dlq.markdown.compile", msgspec.json.encode(letter))
+
+    config = runtime_config(nats_url, topology, tmp_path)
+    code, out = await cli("provision", "--config", str(write_config(tmp_path / "c.yaml", config)))
+    assert code == 0, out
+
+    for key in keys:
+        hex_key = key.removeprefix("sha256:")
+        task = await js.get_last_msg(
+            topology.tasks_stream, subjects.task("markdown.compile", hex_key)
+        )
+        assert msgspec.json.decode(task.data)["idempotency_key"] == key
+        assert task.headers is not None
+        assert task.headers[MIGRATED_FROM].startswith(f"{topology.tasks_stream}:")
+        result = await js.get_last_msg(
+            topology.validation_stream, subjects.validation("markdown.compile", key)
+        )
+        assert msgspec.json.decode(result.data)["idempotency_key"] == key
+    diagnostic = await js.get_last_msg(
+        topology.failures_stream, subjects.failure("markdown.compile", slot_token(keys[0]))
+    )
+    assert msgspec.json.decode(diagnostic.data)["code"] == "trap"
+    moved = await js.get_last_msg(
+        topology.failures_stream, subjects.dead_letter("markdown.compile", letter.id)
+    )
+    moved_letter = msgspec.json.decode(moved.data, type=DeadLetter)
+    original = await js.get_msg(topology.tasks_stream, moved_letter.stream_seq)
+    assert msgspec.json.decode(original.data or b"")["idempotency_key"] == keys[2], (
+        "the dead letter points at its original's new sequence"
+    )
+    for name in topology.slot_streams():
+        info = await js.stream_info(name)
+        assert info.config.max_msgs_per_subject == 1, name
+    # Provisioning again finds nothing left to migrate: the three slots, and
+    # the old per-kind subject with its last message (provisioning never purges).
+    code, out = await cli("provision", "--config", str(tmp_path / "c.yaml"))
+    assert code == 0, out
+    assert (await js.stream_info(topology.validation_stream)).state.messages == 4
+
+
+async def test_migration_waits_for_the_workers_to_stop(
+    nats_url: str, nc: Client, topology: Topology, tmp_path: Path
+) -> None:
+    js = nc.jetstream()
+    await js.add_stream(
+        StreamConfig(name=topology.tasks_stream, subjects=[f"{topology.prefix}.tasks.>"])
+    )
+    await js.publish(f"{topology.prefix}.tasks.markdown.compile", b"{}")
+    await js.add_consumer(
+        topology.tasks_stream,
+        ConsumerConfig(durable_name="markdown-compiler", ack_policy=AckPolicy.EXPLICIT),
+    )
+    # A worker still running the old version holds a delivery.
+    pull = await js.pull_subscribe_bind("markdown-compiler", topology.tasks_stream)
+    await pull.fetch(1, timeout=5)
+    config = runtime_config(nats_url, topology, tmp_path)
+    code, out = await cli("provision", "--config", str(write_config(tmp_path / "c.yaml", config)))
+    assert code != 0
+    assert "Stop the workers" in out
+    info = await js.stream_info(topology.tasks_stream)
+    assert info.config.max_msgs_per_subject != 1, "nothing was changed"

@@ -115,8 +115,9 @@ class RoleConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     Attributes:
         concurrency: Most messages in flight at once (sandbox threads for task roles).
         batch: Most messages one pull request asks for.
-        ack_wait_s: How long a delivery may stay unacknowledged (also the
-            ledger lease); long runs send in-progress acks.
+        ack_wait_s: How long a delivery may stay unacknowledged before
+            JetStream redelivers it (after a crash); running work sends
+            in-progress acks every third of it.
         max_deliver: Deliveries before the message is dead-lettered.
         backoff_s: Redelivery delay after the n-th failed attempt (last repeats).
         max_ack_pending: Unacknowledged messages allowed across all replicas.
@@ -169,7 +170,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
         policy_file: Guardrails policy (enforced once the policy lands).
         provision_on_start: Create or update the topology at start; otherwise
             only verify it (when a provisioning job owns it).
-        worker_id: This process's name in the ledger (default: host and pid).
+        worker_id: This process's name in logs and audit records (default: host and pid).
         roles: Role name to its configuration.
     """
 
@@ -201,7 +202,3 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     def task_roles(self) -> list[str]:
         """Roles that run task kinds (everything but the planner)."""
         return [name for name in self.roles if name != PLANNER]
-
-    def ack_margin_s(self) -> float:
-        """Time a task needs around its sandbox run: PubAcks plus two ledger requests."""
-        return self.publish_timeout_s + 2 * self.nats.request_timeout_s

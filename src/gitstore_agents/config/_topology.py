@@ -2,6 +2,11 @@
 
 Streams use limits retention (not work-queue) so history stays replayable
 with the ``nats`` CLI; file storage; a duplicate window for publisher dedup.
+The tasks, validation and failures streams are *slot* streams: every subject
+ends in a key and holds at most one message, and the server refuses a second
+one (``max_msgs_per_subject: 1`` with ``discard_new_per_subject``). That
+refusal is how a worker knows a task's result is already stored, forever,
+not only inside the duplicate window.
 """
 
 from __future__ import annotations
@@ -9,7 +14,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import msgspec
-from nats.js.api import RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 
 from ..envelopes import Subjects
 
@@ -35,7 +40,6 @@ class Topology(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             advisories for our streams, so dead letters survive a moment
             with no worker running (core NATS advisories would be lost).
         audit_stream: Append-only stream of audit records (delete and purge denied).
-        ledger_bucket: KV bucket of the idempotency ledger.
         modules_bucket: Object store of WASI modules, by digest.
         content_bucket: Object store of large task inputs, by digest.
         max_msg_bytes: Largest message a stream accepts.
@@ -51,7 +55,6 @@ class Topology(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     failures_stream: str = "GITSTORE_FAILURES"
     advisories_stream: str = "GITSTORE_ADVISORIES"
     audit_stream: str = "GITSTORE_AUDIT"
-    ledger_bucket: str = "gitstore-runs"
     modules_bucket: str = "gitstore-modules"
     content_bucket: str = "gitstore-content"
     max_msg_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 8 * 1024 * 1024
@@ -94,9 +97,9 @@ class Topology(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         )
         return [
             self._stream(self.events_stream, [s.events_all()]),
-            self._stream(self.tasks_stream, [s.tasks_all()]),
-            self._stream(self.validation_stream, [s.validation_all()]),
-            self._stream(self.failures_stream, [s.failures_all(), s.dead_letters_all()]),
+            self._slots(self.tasks_stream, [s.tasks_all()]),
+            self._slots(self.validation_stream, [s.validation_all()]),
+            self._slots(self.failures_stream, [s.failures_all(), s.dead_letters_all()]),
             advisory,
             self._audit_stream(),
         ]
@@ -110,6 +113,19 @@ class Topology(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         audit.deny_purge = True
         audit.allow_direct = True
         return audit
+
+    def slot_streams(self) -> tuple[str, ...]:
+        """The streams that keep one message per subject."""
+        return (self.tasks_stream, self.validation_stream, self.failures_stream)
+
+    def _slots(self, name: str, subjects: list[str]) -> StreamConfig:
+        slots = self._stream(name, subjects)
+        slots.max_msgs_per_subject = 1
+        slots.discard = DiscardPolicy.NEW
+        slots.discard_new_per_subject = True
+        # "Is this result stored?" is a direct get of one subject, served by any replica.
+        slots.allow_direct = True
+        return slots
 
     def _stream(self, name: str, subjects: list[str]) -> StreamConfig:
         return StreamConfig(

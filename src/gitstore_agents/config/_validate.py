@@ -69,13 +69,11 @@ def _check_retries(config: Config, name: str, role: RoleConfig) -> list[str]:
             f"{at}.max_deliver={role.max_deliver} must be greater than "
             f"len(backoff_s)={len(role.backoff_s)} (one delivery plus one per backoff step)"
         )
-    deadline = role.max_deadline_s()
-    margin = config.ack_margin_s()
-    if role.ack_wait_s < deadline + margin:
+    if role.ack_wait_s < 3 * role.fetch_heartbeat_s:
         problems.append(
-            f"{at}.ack_wait_s={role.ack_wait_s:g} is shorter than the longest task deadline "
-            f"({deadline:g}s) plus a margin of {margin:g}s (publish_timeout_s + 2 x "
-            "nats.request_timeout_s): a live worker's lease would expire mid-task"
+            f"{at}.ack_wait_s={role.ack_wait_s:g} is shorter than three pull heartbeats "
+            f"(3 x fetch_heartbeat_s={role.fetch_heartbeat_s:g}): in-progress acks, sent "
+            "every ack_wait_s / 3, could not keep up with a busy event loop"
         )
     if role.fetch_heartbeat_s * 2 > role.fetch_expires_s:
         problems.append(
@@ -86,15 +84,6 @@ def _check_retries(config: Config, name: str, role: RoleConfig) -> list[str]:
         problems.append(
             f"{at}.max_ack_pending={role.max_ack_pending} is below "
             f"concurrency={role.concurrency}: the worker could never fill its slots"
-        )
-    window = config.topology.duplicate_window_s
-    worst = role.ack_wait_s + max(role.backoff_s, default=0.0) + deadline
-    worst += config.publish_timeout_s
-    if window < worst:
-        problems.append(
-            f"topology.duplicate_window_s={window:g} is shorter than {name}'s worst-case "
-            f"redelivery ({worst:g}s = ack_wait_s + max(backoff_s) + deadline + "
-            "publish_timeout_s): a result re-published after a crash could escape deduplication"
         )
     return problems
 

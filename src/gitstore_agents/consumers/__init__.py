@@ -3,9 +3,10 @@
 How messages come in and go out: connecting (``connect``), provisioning and
 verifying the topology (``provision``, ``verify``), keeping a pull request
 open and settling every delivery (``PullWorker``), publishing through a role's
-boundary and waiting, bounded, for every PubAck (``publish_confirmed``), the
-redelivery arithmetic (``retry_delay_s``, ``nak_delay_for``) and the ledger
-bucket. What a delivery *means* is the pipeline's business: this package hands
+boundary and learning what became of each message (``JetStreamPublisher``:
+stored, already stored, or failed), reading what a slot holds
+(``JetStreamResults``) and the redelivery arithmetic (``retry_delay_s``,
+``nak_delay_for``). What a delivery *means* is the pipeline's business: this package hands
 a ``Delivery`` to a handler and settles by the ``Decision`` it returns.
 """
 
@@ -14,12 +15,19 @@ from ._decision import Decision, Handler, Settle
 from ._delivery import Delivery
 from ._errors import (
     ContentUnavailableError,
-    LedgerUnavailableError,
     PublishFailedError,
+    ResultsUnavailableError,
     TopologyError,
 )
-from ._ledger import Busy, Claim, Ledger, RunRecord, RunState, Settled, ledger_key
-from ._publisher import publish_confirmed
+from ._migrate import MIGRATED_FROM, MigrationReport, migrate_to_slots, needs_migration
+from ._publisher import (
+    SLOT_TAKEN,
+    JetStreamPublisher,
+    PayloadTooLargeError,
+    Published,
+    Publisher,
+)
+from ._results import JetStreamResults, ResultStore, StoredMessage
 from ._retry import nak_delay_for, retry_delay_s
 from ._topology import (
     ConsumerSpec,
@@ -34,33 +42,37 @@ from ._topology import (
 from ._worker import PullWorker, WorkerSettings
 
 __all__ = [
-    "Busy",
-    "Claim",
+    "MIGRATED_FROM",
+    "SLOT_TAKEN",
     "ConsumerSpec",
     "ContentUnavailableError",
     "Decision",
     "Delivery",
     "Handler",
-    "Ledger",
-    "LedgerUnavailableError",
+    "JetStreamPublisher",
+    "JetStreamResults",
+    "MigrationReport",
+    "PayloadTooLargeError",
     "PublishFailedError",
+    "Published",
+    "Publisher",
     "PullWorker",
-    "RunRecord",
-    "RunState",
+    "ResultStore",
+    "ResultsUnavailableError",
     "Settle",
-    "Settled",
+    "StoredMessage",
     "TopologyError",
     "WorkerSettings",
     "connect",
     "connect_options",
     "dead_letter_consumer",
-    "ledger_key",
+    "migrate_to_slots",
     "nak_delay_for",
+    "needs_migration",
     "provision",
     "provision_buckets",
     "provision_consumer",
     "provision_streams",
-    "publish_confirmed",
     "retry_delay_s",
     "role_consumer",
     "verify",

@@ -1,4 +1,4 @@
-"""Errors of the runtime's own infrastructure (ledger, object stores, publishing).
+"""Errors of the runtime's own infrastructure (streams, object stores, publishing).
 
 All of them are transient: NATS being briefly unavailable is a reason to retry.
 """
@@ -8,10 +8,10 @@ from __future__ import annotations
 from ..errors import GitStoreAgentsError
 
 
-class LedgerUnavailableError(GitStoreAgentsError):
-    """The idempotency ledger (KV bucket) could not be read or written."""
+class ResultsUnavailableError(GitStoreAgentsError):
+    """A stored result, task or diagnostic could not be read (NATS unavailable)."""
 
-    code = "ledger-unavailable"
+    code = "results-unavailable"
     retryable = True
 
 

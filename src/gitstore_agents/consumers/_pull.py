@@ -18,6 +18,7 @@ every message it delivered; its size goes to the fetch batch size histogram.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import json
 from collections.abc import Awaitable, Callable
@@ -35,6 +36,8 @@ _MISSED_HEARTBEATS = 3
 # After an error status, wait this long before the next request.
 _ERROR_PAUSE_S = 1.0
 _CONFLICT_PAUSE_S = 0.1
+# Bound on handing over what arrived before the pull request died (one round trip).
+_DRAIN_TIMEOUT_S = 2.0
 
 
 class PullStatus(enum.Enum):
@@ -152,10 +155,17 @@ class PullConsumer:
         finally:
             # Without our inbox's interest the server drops the open request,
             # so nothing more is delivered to a worker that stopped listening.
+            # Draining (not just unsubscribing) hands over what already arrived,
+            # so the worker can give it back at once instead of leaving it
+            # unacknowledged until its ack wait runs out.
             self._receive.done()
             self.bound = False
             if not self._nc.is_closed:
-                await sub.unsubscribe()
+                try:
+                    await asyncio.wait_for(sub.drain(), timeout=_DRAIN_TIMEOUT_S)  # type: ignore[no-untyped-call]
+                except Exception:
+                    with contextlib.suppress(Exception):
+                        await sub.unsubscribe()
 
     def _request_lost(self, now: float) -> bool:
         silent = now - self._last_seen

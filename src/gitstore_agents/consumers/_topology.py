@@ -10,6 +10,7 @@ as often as they like. An existing durable keeps what an operator chose for it
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 
 import msgspec
 import structlog
@@ -18,7 +19,6 @@ from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
     DeliverPolicy,
-    KeyValueConfig,
     ObjectStoreConfig,
     StorageType,
 )
@@ -32,6 +32,7 @@ from ..config import (
 )
 from ..sandbox import ModuleStore, upload_reference_modules
 from ._errors import TopologyError
+from ._migrate import MigrationReport, migrate_to_slots
 
 log = structlog.get_logger(__name__)
 
@@ -102,7 +103,7 @@ def role_consumer(config: Config, role: str) -> ConsumerSpec:
         stream, filters = topology.events_stream, (subjects.git_push_all(),)
     else:
         stream = topology.tasks_stream
-        filters = tuple(subjects.task(kind) for kind in sorted(settings.kinds))
+        filters = tuple(subjects.tasks_of(kind) for kind in sorted(settings.kinds))
     return ConsumerSpec(
         stream=stream,
         durable=role,
@@ -128,8 +129,19 @@ def dead_letter_consumer(config: Config, role: str) -> ConsumerSpec:
     )
 
 
-async def provision_streams(js: JetStreamContext, topology: Topology) -> None:
-    """Create every stream, or update it in place when it already exists."""
+async def provision_streams(
+    js: JetStreamContext, topology: Topology, *, task_durables: Sequence[str] = ()
+) -> list[MigrationReport]:
+    """Create every stream, or update it in place when it already exists.
+
+    Streams still in the per-kind layout are migrated to slots first
+    (``_migrate``); ``task_durables`` are the durables on the tasks stream
+    that must be idle for that.
+
+    Raises:
+        TopologyError: a migration is needed while workers consume.
+    """
+    reports = await migrate_to_slots(js, topology, durables=list(task_durables))
     for config in topology.stream_configs():
         assert config.name is not None
         try:
@@ -138,29 +150,16 @@ async def provision_streams(js: JetStreamContext, topology: Topology) -> None:
             await js.add_stream(config)
         else:
             await js.update_stream(config)
+    return reports
 
 
 async def provision_buckets(js: JetStreamContext, topology: Topology) -> None:
-    """Create the ledger KV bucket and the object stores, or raise their replicas.
+    """Create the object stores, or raise their replicas.
 
     An existing bucket keeps everything but its replica count: moving an
     install from one server to a cluster (``topology.replicas`` 1 → 3) must
-    replicate the ledger too, or it stays the one copy a node loss takes away.
+    replicate the modules too, or they stay the one copy a node loss takes away.
     """
-    try:
-        await js.key_value(topology.ledger_bucket)
-    except NotFoundError:
-        await js.create_key_value(
-            KeyValueConfig(
-                bucket=topology.ledger_bucket,
-                description="gitstore-agents idempotency ledger: one run record per task",
-                history=1,
-                storage=StorageType.FILE,
-                replicas=topology.replicas,
-            )
-        )
-    else:
-        await _match_replicas(js, f"KV_{topology.ledger_bucket}", topology.replicas)
     for bucket, description in (
         (topology.modules_bucket, "WASI task modules by sha256 digest"),
         (topology.content_bucket, "large task inputs by sha256 digest"),
@@ -223,7 +222,8 @@ async def provision(
     Returns:
         Name to digest of the reference modules uploaded to the modules store.
     """
-    await provision_streams(js, config.topology)
+    task_durables = [r for r in config.roles if r != PLANNER]
+    await provision_streams(js, config.topology, task_durables=task_durables)
     await provision_buckets(js, config.topology)
     for role in roles:
         if role not in config.roles:
@@ -247,16 +247,17 @@ async def verify(js: JetStreamContext, config: Config, roles: tuple[str, ...]) -
     """
     topology = config.topology
     missing: list[str] = []
+    slots = set(topology.slot_streams())
     for stream_config in topology.stream_configs():
         assert stream_config.name is not None
         try:
-            await js.stream_info(stream_config.name)
+            info = await js.stream_info(stream_config.name)
         except NotFoundError:
             missing.append(f"stream {stream_config.name}")
-    try:
-        await js.key_value(topology.ledger_bucket)
-    except NotFoundError:
-        missing.append(f"KV bucket {topology.ledger_bucket}")
+            continue
+        if stream_config.name in slots and info.config.max_msgs_per_subject != 1:
+            # Without one message per subject nothing stops a second result.
+            missing.append(f"stream {stream_config.name} in the slot layout")
     for role in roles:
         for spec in (role_consumer(config, role), dead_letter_consumer(config, role)):
             try:

@@ -1,7 +1,10 @@
 """The loop every role runs: pull, handle each message as it arrives, settle, drain.
 
-At most ``concurrency`` messages are handled at once; the pull request asks
-only for free slots. A message is settled only after its handler returned,
+At most ``concurrency`` messages are handled at once, and up to ``batch``
+more wait for a slot: the next pull request is answered while the current
+batch still runs, instead of one request per finished message. A request
+asks for what fits, once at least half a batch fits (or nothing is held).
+A message is settled only after its handler returned,
 and handlers return only after every result they produced has a PubAck. Long
 runs get in-progress acks so JetStream does not redeliver live work. Draining
 stops the pulls, lets in-flight work finish until the grace deadline, and
@@ -15,6 +18,7 @@ by outcome are metrics.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -22,7 +26,6 @@ import msgspec
 import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from opentelemetry.trace import Span
 
 from ..telemetry import INSTRUMENTS, process_span, record_outcome, settle_span
 from ._decision import Decision, Handler, Settle
@@ -99,8 +102,10 @@ class PullWorker:
         self._nc = nc
         self._handler = handler
         self._ensure_consumer = ensure_consumer
-        self._slots = asyncio.Semaphore(settings.concurrency)
         self._inflight: dict[int, _InFlight] = {}
+        # Delivered, waiting for one of the ``concurrency`` slots (oldest first).
+        self._waiting: collections.deque[_InFlight] = collections.deque()
+        self._running = 0
         self._draining = False
         self._missing_logged = False
         self._settle_tasks: set[asyncio.Task[None]] = set()
@@ -128,7 +133,15 @@ class PullWorker:
         return len(self._inflight)
 
     def _free_slots(self) -> int:
-        return self.settings.concurrency - len(self._inflight)
+        # Room for the running messages plus a batch waiting for slots; ask
+        # only once half a batch fits (a request per message costs a round
+        # trip per message), or when nothing is held at all.
+        settings = self.settings
+        held = len(self._inflight)
+        free = settings.concurrency + settings.batch - held
+        if held and free < max(1, min(settings.batch, settings.concurrency) // 2):
+            return 0
+        return free
 
     async def run(self, stop: asyncio.Event, *, drain_grace_s: float) -> None:
         """Serve until ``stop`` is set, then drain within ``drain_grace_s``.
@@ -157,7 +170,11 @@ class PullWorker:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(puller, timeout=max(deadline - loop.time(), 0.1))
         # Work that has not started yet goes back at once.
-        self._abort([e for e in self._inflight.values() if not e.running])
+        while self._waiting:
+            entry = self._waiting.popleft()
+            self._inflight.pop(id(entry), None)
+            INSTRUMENTS.in_flight.add(self.settings.durable, amount=-1)
+            self._spawn_nak(entry.msg)
         running = [e.task for e in self._inflight.values() if e.task is not None]
         if running:
             log.info("draining", role=self.settings.name, in_flight=len(running))
@@ -183,22 +200,42 @@ class PullWorker:
             self._spawn_nak(msg)
             return
         entry = _InFlight(msg, asyncio.get_running_loop().time())
-        key = id(entry)
-        self._inflight[key] = entry
+        self._inflight[id(entry)] = entry
         INSTRUMENTS.in_flight.add(self.settings.durable)
-        entry.task = asyncio.create_task(self._process(key, entry))
+        if self._running < self.settings.concurrency:
+            self._start(entry)
+        else:
+            self._waiting.append(entry)
 
-    async def _process(self, key: int, entry: _InFlight) -> None:
+    def _start(self, entry: _InFlight) -> None:
+        self._running += 1
+        entry.running = True
+        entry.task = asyncio.create_task(self._process(entry))
+
+    async def _process(self, entry: _InFlight) -> None:
         msg = entry.msg
         try:
-            async with self._slots:
-                entry.running = True
-                with self._process_span(msg) as span:
-                    decision = await self._handle(msg)
-                    record_outcome(
-                        span, settle=decision.settle, code=decision.code, reason=decision.reason
-                    )
-                    await self._settle(msg, decision)
+            try:
+                delivery: Delivery | None = Delivery.from_msg(msg)
+            except Exception:
+                log.exception("undecodable delivery metadata", role=self.settings.name)
+                delivery = None
+            with process_span(
+                subject=msg.subject,
+                headers=msg.headers,
+                durable=self.settings.durable,
+                stream_seq=delivery.stream_seq if delivery else 0,
+                attempt=delivery.num_delivered if delivery else 0,
+                size=len(msg.data),
+            ) as span:
+                if delivery is None:
+                    decision = Decision(settle=Settle.TERM, code="delivery-invalid")
+                else:
+                    decision = await self._handle(delivery)
+                record_outcome(
+                    span, settle=decision.settle, code=decision.code, reason=decision.reason
+                )
+                await self._settle(msg, decision)
         except asyncio.CancelledError:
             # Aborted by the drain (or the process is going down): give the
             # message back for immediate redelivery elsewhere.
@@ -206,31 +243,14 @@ class PullWorker:
             if not entry.aborted:
                 raise
         finally:
-            self._inflight.pop(key, None)
+            self._inflight.pop(id(entry), None)
             INSTRUMENTS.in_flight.add(self.settings.durable, amount=-1)
+            self._running -= 1
+            if self._waiting and not self._draining:
+                self._start(self._waiting.popleft())
             self.pull.wake()
 
-    def _process_span(self, msg: Msg) -> contextlib.AbstractContextManager[Span]:
-        try:
-            meta = msg.metadata
-            seq, attempt = meta.sequence.stream, meta.num_delivered
-        except Exception:
-            seq, attempt = 0, 0  # _handle reports the undecodable metadata
-        return process_span(
-            subject=msg.subject,
-            headers=msg.headers,
-            durable=self.settings.durable,
-            stream_seq=seq,
-            attempt=attempt,
-            size=len(msg.data),
-        )
-
-    async def _handle(self, msg: Msg) -> Decision:
-        try:
-            delivery = Delivery.from_msg(msg)
-        except Exception as exc:
-            log.exception("undecodable delivery metadata", role=self.settings.name)
-            return Decision(settle=Settle.TERM, code="delivery-invalid", reason=repr(exc))
+    async def _handle(self, delivery: Delivery) -> Decision:
         try:
             return await self._handler(delivery)
         except asyncio.CancelledError:
@@ -238,7 +258,7 @@ class PullWorker:
         except Exception:
             # A handler bug must not kill the worker or block the stream:
             # retry later; max_deliver bounds the attempts and dead-letters it.
-            log.exception("handler failed", role=self.settings.name, subject=msg.subject)
+            log.exception("handler failed", role=self.settings.name, subject=delivery.subject)
             return Decision(
                 settle=Settle.NAK, nak_delay_s=HANDLER_ERROR_DELAY_S, code="handler-error"
             )
