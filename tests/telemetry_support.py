@@ -15,7 +15,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from gitstore_agents.config import Topology
 from gitstore_agents.envelopes import AuditDecision, AuditRecord
-from gitstore_agents.telemetry import read_trail, setup_telemetry
+from gitstore_agents.telemetry import (
+    light_spans,
+    read_event_trail,
+    setup_telemetry,
+    use_light_spans,
+)
 
 
 class _Recorder(SpanProcessor):
@@ -86,7 +91,7 @@ def parent_id(span: ReadableSpan) -> str | None:
 
 async def audit_records(nc: Client, topology: Topology, event_id: str) -> list[AuditRecord]:
     """Every audit record of ``event_id``, in stream order."""
-    entries = await read_trail(nc, topology.audit_stream, topology.subjects.audit(event_id))
+    entries = await read_event_trail(nc, topology, event_id)
     return [e.record for e in entries]
 
 
@@ -120,7 +125,11 @@ def recording_spans() -> Iterator[InMemorySpanExporter]:
     recorder = span_recorder()
     exporter = InMemorySpanExporter()
     recorder.exporter = exporter
+    # Spans are only ids while nothing exports them; this block exports them.
+    light = light_spans()
+    use_light_spans(False)
     try:
         yield exporter
     finally:
         recorder.exporter = None
+        use_light_spans(light)

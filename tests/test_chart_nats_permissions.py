@@ -90,6 +90,9 @@ def test_authorization_is_valid_nats_server_config(all_in_one: Rendered, tmp_pat
         ]
 
 
+KEY = "ab" * 32
+
+
 @pytest.fixture
 def server(all_in_one: Rendered, tmp_path: Path) -> Iterator[NatsServer]:
     conf, _ = _authorization(all_in_one)
@@ -172,45 +175,52 @@ async def test_each_identity_can_do_its_work_and_nothing_more(
         ("GITSTORE_TASKS", ["gitstore.tasks.>"]),
         ("GITSTORE_VALIDATION", ["gitstore.validation.>"]),
     ):
-        await provisioner.js.add_stream(StreamConfig(name=name, subjects=subjects))
+        await provisioner.js.add_stream(
+            StreamConfig(name=name, subjects=subjects, allow_direct=True)
+        )
     await provisioner.js.add_consumer(
         "GITSTORE_TASKS",
         ConsumerConfig(
             durable_name="markdown-compiler",
-            filter_subject="gitstore.tasks.markdown.compile",
+            filter_subject="gitstore.tasks.markdown.compile.*",
             ack_policy=AckPolicy.EXPLICIT,
         ),
     )
-    await provisioner.js.create_key_value(bucket="gitstore-runs")
     modules = await provisioner.js.create_object_store("gitstore-modules")
     await modules.put("markdown-compile", b"\0asm module bytes")
 
     # The planner publishes a task; it may not validate, nor delete a stream.
     planner: Identity = await connect("planner")
-    ack = await planner.js.publish("gitstore.tasks.markdown.compile", b"task")
+    ack = await planner.js.publish(f"gitstore.tasks.markdown.compile.{KEY}", b"task")
     assert ack.stream == "GITSTORE_TASKS"
     with pytest.raises(nats.errors.TimeoutError):
-        await planner.js.publish("gitstore.validation.markdown.compile", b"forged")
-    await planner.refused("gitstore.validation.markdown.compile")
+        await planner.js.publish(f"gitstore.validation.markdown.compile.{KEY}", b"forged")
+    await planner.refused(f"gitstore.validation.markdown.compile.{KEY}")
     with pytest.raises((nats.errors.TimeoutError, JetStreamError)):
         await planner.js.delete_stream("GITSTORE_TASKS")
     await planner.refused("$JS.API.STREAM.DELETE.GITSTORE_TASKS")
 
-    # The markdown compiler consumes it, records the run, reads its module, validates.
+    # The markdown compiler consumes it, reads its module, validates, looks its result up.
     compiler: Identity = await connect("markdown-compiler")
     pull = await compiler.js.pull_subscribe_bind("markdown-compiler", "GITSTORE_TASKS")
     (msg,) = await pull.fetch(1, timeout=5)
     assert msg.data == b"task"
-    ledger = await compiler.js.key_value("gitstore-runs")
-    await ledger.put("run-1", b"done")
-    assert (await ledger.get("run-1")).value == b"done"
     module = await (await compiler.js.object_store("gitstore-modules")).get("markdown-compile")
     assert module.data == b"\0asm module bytes"
-    ack = await compiler.js.publish("gitstore.validation.markdown.compile", b"result")
+    ack = await compiler.js.publish(f"gitstore.validation.markdown.compile.{KEY}", b"result")
     assert ack.stream == "GITSTORE_VALIDATION"
+    stored = await compiler.js.get_last_msg(
+        "GITSTORE_VALIDATION", f"gitstore.validation.markdown.compile.{KEY}", direct=True
+    )
+    assert stored.data == b"result"
     await msg.ack_sync()
-    # Not a task kind it may publish, not another role's validation subject.
-    for subject in ("gitstore.tasks.markdown.compile", "gitstore.validation.catalog.enrich"):
+    # Not a task kind it may publish, not another role's validation subject, no
+    # audit record in another role's name.
+    for subject in (
+        f"gitstore.tasks.markdown.compile.{KEY}",
+        f"gitstore.validation.catalog.enrich.{KEY}",
+        "gitstore.audit.planner.0193f1c2-7a4b-7c3d-9e8f-0a1b2c3d4e5f",
+    ):
         with pytest.raises(nats.errors.TimeoutError):
             await compiler.js.publish(subject, b"forged")
         await compiler.refused(subject)

@@ -43,13 +43,17 @@ def _admission(policy: Policy, modules: frozenset[str] = frozenset({COMPILE})) -
 
 
 def _task(**changes: Any) -> TaskRequest:
-    (task,) = plan_tasks(make_event(1), make_event(1).event_id, {MARKDOWN_COMPILE: COMPILE})
-    task = msgspec.structs.replace(task, limits=CONFIGURED)
+    (derived,) = plan_tasks(make_event(1), make_event(1).event_id, {MARKDOWN_COMPILE: COMPILE})
+    task = msgspec.structs.replace(derived.task, limits=CONFIGURED)
     return msgspec.structs.replace(task, **changes)
 
 
+def _size(task: TaskRequest) -> int:
+    return len(canonical_json(task))
+
+
 def test_a_task_within_the_policy_is_admitted(policy: Policy) -> None:
-    assert _admission(policy).admit(_task()) is None
+    assert _admission(policy).admit(_task(), _size(_task())) is None
 
 
 @pytest.mark.parametrize(
@@ -77,7 +81,8 @@ def test_a_task_within_the_policy_is_admitted(policy: Policy) -> None:
     ],
 )
 def test_admission_refusals(policy: Policy, changes: dict[str, Any], code: str, names: str) -> None:
-    refusal = _admission(policy).admit(_task(**changes))
+    task = _task(**changes)
+    refusal = _admission(policy).admit(task, _size(task))
     assert refusal is not None
     assert (refusal.stage, refusal.code) == (Stage.ADMISSION, code)
     assert names in refusal.message
@@ -87,7 +92,7 @@ def test_limits_over_the_configured_ones_are_refused_too(policy: Policy) -> None
     allowed = {
         MARKDOWN_COMPILE: KindAllowance(modules=frozenset({COMPILE}), ceilings=Limits(fuel=100))
     }
-    refusal = PolicyAdmission(policy, "markdown-compiler", allowed).admit(_task())
+    refusal = PolicyAdmission(policy, "markdown-compiler", allowed).admit(_task(), 100)
     assert refusal is not None
     assert refusal.code == "limits-over-ceiling"
     assert (
@@ -98,7 +103,7 @@ def test_limits_over_the_configured_ones_are_refused_too(policy: Policy) -> None
 
 def test_an_oversized_task_envelope_is_refused(policy: Policy) -> None:
     small = msgspec.structs.replace(policy, max_envelope_bytes=256)
-    refusal = _admission(small).admit(_task())
+    refusal = _admission(small).admit(_task(), _size(_task()))
     assert refusal is not None
     assert refusal.code == "input-too-large"
     assert "max_envelope_bytes=256" in refusal.message

@@ -2,9 +2,9 @@
 
 Handlers receive a ``Delivery`` (plain data, no message or connection) and everything they can
 reach that holds a NATS connection is one of four gatekeepers: the role's ``PublishBoundary``
-(the policy's subjects only), the ``Ledger`` (its KV bucket), the ``ModuleStore`` and the
-``ContentStore`` (their object stores). The boundary refuses every other subject before
-anything is sent.
+(the policy's subjects only), the ``JetStreamResults`` (direct gets of slots: reads only),
+the ``ModuleStore`` and the ``ContentStore`` (their object stores). The boundary refuses every
+other subject before anything is sent.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
 from gitstore_agents.config import ROLES, Topology
-from gitstore_agents.consumers import Delivery, Ledger
+from gitstore_agents.consumers import Delivery, JetStreamPublisher, JetStreamResults
 from gitstore_agents.envelopes import ContentStore
 from gitstore_agents.guardrails import (
     Outbound,
@@ -35,7 +35,7 @@ from gitstore_agents.sandbox import ModuleStore
 from .runtime_support import running, runtime_config
 
 NATS_TYPES = (Client, JetStreamContext, KeyValue, ObjectStore)
-GATEKEEPERS = (PublishBoundary, Ledger, ModuleStore, ContentStore)
+GATEKEEPERS = (PublishBoundary, JetStreamResults, ModuleStore, ContentStore)
 
 
 async def test_the_boundary_refuses_other_subjects_before_sending(nc: Client) -> None:
@@ -120,9 +120,9 @@ async def test_each_boundary_allows_exactly_the_policys_subjects(
     config = runtime_config(nats_url, topology, tmp_path)
     async with running(config) as runtime:
         for role in ROLES:
-            handler = runtime.handlers[role]
-            boundaries = [obj for obj in vars(handler).values() if isinstance(obj, PublishBoundary)]
-            (boundary,) = boundaries
+            publisher = runtime.reporters[role].publisher
+            assert isinstance(publisher, JetStreamPublisher)
+            boundary = publisher.boundary
             expected = publish_subjects(runtime.policy, role)
             assert boundary.allowed == expected
             s = topology.subjects
@@ -130,4 +130,6 @@ async def test_each_boundary_allows_exactly_the_policys_subjects(
             for forbidden in (s.git_push("r1"), "catalog.products", s.validation_all()):
                 assert not any(subject_matches(p, forbidden) for p in boundary.allowed)
             if role != "planner":
-                assert not [p for p in boundary.allowed if p == s.task("markdown.compile")]
+                assert s.tasks_of("markdown.compile") not in boundary.allowed
+            # Audit records in its own name only.
+            assert [p for p in boundary.allowed if ".audit." in p] == [s.audit_of_role(role)]

@@ -10,7 +10,7 @@ from nats.aio.client import Client
 from opentelemetry.sdk.metrics import MeterProvider
 
 from gitstore_agents.config import MARKDOWN_COMPILE, MARKDOWN_COMPILER, PLANNER, Topology
-from gitstore_agents.envelopes import AuditDecision, Subjects
+from gitstore_agents.envelopes import AuditDecision
 from gitstore_agents.telemetry import (
     DecisionRecord,
     ScrapeReader,
@@ -82,7 +82,7 @@ def test_text_exposition_follows_prometheus_conventions() -> None:
 
 def test_decisions_feed_retry_dead_letter_and_duplicate_counters() -> None:
     setup_telemetry()
-    observer = TelemetryObserver(Subjects(prefix="metrics"), audit=False)
+    observer = TelemetryObserver()
     role = "metrics-test-role"
     for decision, code in (
         (AuditDecision.RETRIED, "deadline-exceeded"),
@@ -90,11 +90,8 @@ def test_decisions_feed_retry_dead_letter_and_duplicate_counters() -> None:
         (AuditDecision.DEAD_LETTERED, "deliveries-exhausted"),
         (AuditDecision.DUPLICATE_SKIPPED, "succeeded"),
     ):
-        assert (
-            observer.decided(
-                DecisionRecord(decision=decision, role=role, worker_id="w", code=code, kind="k.x")
-            )
-            == ()
+        observer.decided(
+            DecisionRecord(decision=decision, role=role, worker_id="w", code=code, kind="k.x")
         )
     status, text = metrics_text()
     assert status == 200

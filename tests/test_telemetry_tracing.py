@@ -66,6 +66,20 @@ def test_destinations_in_span_names_have_low_cardinality() -> None:
         == "gitstore.audit.{event_id}"
     )
     assert destination("gitstore.validation.catalog.enrich") == "gitstore.validation.catalog.enrich"
+    key = "ab" * 32
+    assert destination(f"gitstore.tasks.markdown.compile.{key}") == (
+        "gitstore.tasks.markdown.compile.{key}"
+    )
+    assert destination(f"gitstore.tasks.markdown.compile.{key}-rq42") == (
+        "gitstore.tasks.markdown.compile.{key}"
+    )
+    assert destination("gitstore.failures.git.push.GITSTORE_EVENTS-7") == (
+        "gitstore.failures.git.push.{input}"
+    )
+    assert (
+        destination("gitstore.audit.planner.0193f1c2-7a4b-7c3d-9e8f-0a1b2c3d4e5f")
+        == "gitstore.audit.planner.{event_id}"
+    )
 
 
 _OTEL = (

@@ -164,11 +164,13 @@ its own context (only .Release is shared with ours), so it depends on the releas
 {{- end }}
 
 {{/* The JetStream names the workers use (their built-in topology: the chart sets only the
-prefix). Output JSON {events, tasks, advisories, streams: [every stream], ledger, modules,
-content}. When the worker's Topology.stream_configs() gains a stream, add it to `streams`. */}}
+prefix). Output JSON {events, tasks, validation, failures, advisories, audit, streams: [every
+stream], slots: [the slot streams], modules, content}. When the worker's
+Topology.stream_configs() gains a stream, add it to `streams`. */}}
 {{- define "gitstore-agents.topologyNames" -}}
 {{- $streams := list "GITSTORE_EVENTS" "GITSTORE_TASKS" "GITSTORE_VALIDATION" "GITSTORE_FAILURES" "GITSTORE_ADVISORIES" "GITSTORE_AUDIT" }}
-{{- dict "events" "GITSTORE_EVENTS" "tasks" "GITSTORE_TASKS" "advisories" "GITSTORE_ADVISORIES" "audit" "GITSTORE_AUDIT" "streams" $streams "ledger" "gitstore-runs" "modules" "gitstore-modules" "content" "gitstore-content" | toJson }}
+{{- $slots := list "GITSTORE_TASKS" "GITSTORE_VALIDATION" "GITSTORE_FAILURES" }}
+{{- dict "events" "GITSTORE_EVENTS" "tasks" "GITSTORE_TASKS" "validation" "GITSTORE_VALIDATION" "failures" "GITSTORE_FAILURES" "advisories" "GITSTORE_ADVISORIES" "audit" "GITSTORE_AUDIT" "streams" $streams "slots" $slots "modules" "gitstore-modules" "content" "gitstore-content" | toJson }}
 {{- end }}
 
 {{/*
@@ -180,15 +182,17 @@ compares them for every value set. Output JSON {identity: {publish, subscribe, a
 for the enabled roles, provisioner and status-probe.
 
 Per role R (prefix P, the policy's kinds K and publishes_tasks F of R):
-  publish   P.validation.<k>, P.failures.<k>, P.dlq.<k> for k in K (the planner: only failures
-            and dlq of git.push), P.tasks.<f> for f in F, P.audit.>; for its two consumers (its
-            input durable R, its dead-letter durable R-dead-letters on the advisories stream):
-            CONSUMER.MSG.NEXT, CONSUMER.INFO and acks $JS.ACK.<stream>.<durable>.> (also in the
-            v2 form $JS.ACK.*.*.<stream>.<durable>.>); STREAM.INFO of every stream and bucket;
-            STREAM.MSG.GET of its input stream (dead letters read the original); the ledger KV
-            (writes $KV.<ledger>.>, reads STREAM.MSG.GET); DIRECT.GET of the audit stream (the
-            status service reads audit trails); object store reads (STREAM.NAMES,
-            STREAM.MSG.GET, CONSUMER.CREATE, flow control $JS.FC) of the modules and content stores;
+  publish   the slots P.validation.<k>.*, P.failures.<k>.*, P.dlq.<k>.* for k in K (the
+            planner: only failures and dlq of git.push), P.tasks.<f>.* for f in F, its own
+            audit records P.audit.R.*; for its two consumers (its input durable R, its
+            dead-letter durable R-dead-letters on the advisories stream): CONSUMER.MSG.NEXT,
+            CONSUMER.INFO and acks $JS.ACK.<stream>.<durable>.> (also in the v2 form
+            $JS.ACK.*.*.<stream>.<durable>.>); STREAM.INFO of every stream and bucket;
+            STREAM.MSG.GET of its input stream (dead letters read the original); DIRECT.GET of
+            the audit stream (the status service reads audit trails) and of the slot streams'
+            subjects (DIRECT.GET.<slot stream>.>: stored results); object store reads
+            (STREAM.NAMES, STREAM.MSG.GET, CONSUMER.CREATE, flow control $JS.FC) of the
+            modules and content stores;
   subscribe its inbox _INBOX_R.>, the status service's $SRV.> and P.status.>; allow_responses.
 Nothing else: no stream/consumer deletion, no purge, no other role's or the control plane's
 subjects.
@@ -198,25 +202,24 @@ subjects.
 {{- $p := $root.Values.config.topology.prefix }}
 {{- $t := include "gitstore-agents.topologyNames" $root | fromJson }}
 {{- $api := "$JS.API" }}
-{{- $ledger := printf "KV_%s" $t.ledger }}
 {{- $objects := list (printf "OBJ_%s" $t.modules) (printf "OBJ_%s" $t.content) }}
-{{- $allStreams := concat $t.streams (list $ledger) $objects }}
+{{- $allStreams := concat $t.streams $objects }}
 {{- $out := dict }}
 {{- range $role := include "gitstore-agents.enabledRoles" $root | fromJsonArray }}
 {{- $rules := get ($root.Values.policy.roles | default dict) $role | default dict }}
 {{- $input := ternary $t.events $t.tasks (eq $role "planner") }}
 {{- $pub := list }}
 {{- if eq $role "planner" }}
-{{- $pub = concat $pub (list (printf "%s.failures.git.push" $p) (printf "%s.dlq.git.push" $p)) }}
+{{- $pub = concat $pub (list (printf "%s.failures.git.push.*" $p) (printf "%s.dlq.git.push.*" $p)) }}
 {{- else }}
 {{- range $k := $rules.kinds | default list }}
-{{- $pub = concat $pub (list (printf "%s.validation.%s" $p $k) (printf "%s.failures.%s" $p $k) (printf "%s.dlq.%s" $p $k)) }}
+{{- $pub = concat $pub (list (printf "%s.validation.%s.*" $p $k) (printf "%s.failures.%s.*" $p $k) (printf "%s.dlq.%s.*" $p $k)) }}
 {{- end }}
 {{- end }}
 {{- range $f := $rules.publishes_tasks | default list }}
-{{- $pub = append $pub (printf "%s.tasks.%s" $p $f) }}
+{{- $pub = append $pub (printf "%s.tasks.%s.*" $p $f) }}
 {{- end }}
-{{- $pub = append $pub (printf "%s.audit.>" $p) }}
+{{- $pub = append $pub (printf "%s.audit.%s.*" $p $role) }}
 {{- range $c := list (list $input $role) (list $t.advisories (printf "%s-dead-letters" $role)) }}
 {{- $s := index $c 0 }}{{- $d := index $c 1 }}
 {{- $pub = concat $pub (list (printf "%s.CONSUMER.MSG.NEXT.%s.%s" $api $s $d) (printf "%s.CONSUMER.INFO.%s.%s" $api $s $d) (printf "$JS.ACK.%s.%s.>" $s $d) (printf "$JS.ACK.*.*.%s.%s.>" $s $d)) }}
@@ -224,7 +227,10 @@ subjects.
 {{- range $s := $allStreams }}
 {{- $pub = append $pub (printf "%s.STREAM.INFO.%s" $api $s) }}
 {{- end }}
-{{- $pub = concat $pub (list (printf "%s.STREAM.MSG.GET.%s" $api $input) (printf "$KV.%s.>" $t.ledger) (printf "%s.STREAM.MSG.GET.%s" $api $ledger) (printf "%s.STREAM.NAMES" $api) (printf "%s.DIRECT.GET.%s" $api $t.audit)) }}
+{{- $pub = concat $pub (list (printf "%s.STREAM.MSG.GET.%s" $api $input) (printf "%s.STREAM.NAMES" $api) (printf "%s.DIRECT.GET.%s" $api $t.audit)) }}
+{{- range $s := $t.slots }}
+{{- $pub = append $pub (printf "%s.DIRECT.GET.%s.>" $api $s) }}
+{{- end }}
 {{- range $o := $objects }}
 {{- $pub = concat $pub (list (printf "%s.STREAM.MSG.GET.%s" $api $o) (printf "%s.CONSUMER.CREATE.%s" $api $o) (printf "$JS.FC.%s.>" $o)) }}
 {{- end }}
@@ -232,17 +238,22 @@ subjects.
 {{- $_ := set $out $role (dict "publish" ($pub | uniq) "subscribe" $sub "allow_responses" true) }}
 {{- end }}
 {{- /* The provisioning Job: creates and updates the streams, consumers and buckets, uploads the
-reference modules (replacing a module purges its old chunks). No deletion. */}}
+reference modules (replacing a module purges its old chunks), migrates the slot streams from the
+per-kind layout (reads them, copies into slots). No deletion. */}}
 {{- $prov := list }}
 {{- range $s := $t.streams }}
 {{- $prov = concat $prov (list (printf "%s.STREAM.CREATE.%s" $api $s) (printf "%s.STREAM.UPDATE.%s" $api $s) (printf "%s.STREAM.INFO.%s" $api $s)) }}
 {{- end }}
-{{- range $s := concat (list $ledger) $objects }}
+{{- range $s := $objects }}
 {{- $prov = concat $prov (list (printf "%s.STREAM.CREATE.%s" $api $s) (printf "%s.STREAM.UPDATE.%s" $api $s) (printf "%s.STREAM.INFO.%s" $api $s)) }}
 {{- end }}
 {{- range $s := list $t.events $t.tasks $t.advisories }}
 {{- $prov = concat $prov (list (printf "%s.CONSUMER.DURABLE.CREATE.%s.>" $api $s) (printf "%s.CONSUMER.INFO.%s.>" $api $s)) }}
 {{- end }}
+{{- range $s := $t.slots }}
+{{- $prov = concat $prov (list (printf "%s.CONSUMER.CREATE.%s" $api $s) (printf "%s.CONSUMER.CREATE.%s.>" $api $s) (printf "$JS.FC.%s.>" $s)) }}
+{{- end }}
+{{- $prov = concat $prov (list (printf "%s.tasks.>" $p) (printf "%s.validation.>" $p) (printf "%s.failures.>" $p) (printf "%s.dlq.>" $p)) }}
 {{- $prov = concat $prov (list (printf "$O.%s.>" $t.modules) (printf "%s.STREAM.MSG.GET.OBJ_%s" $api $t.modules) (printf "%s.STREAM.PURGE.OBJ_%s" $api $t.modules)) }}
 {{- /* `modules list`: the bucket's stream found by subject, read through an ordered consumer. */}}
 {{- $prov = concat $prov (list (printf "%s.STREAM.NAMES" $api) (printf "%s.CONSUMER.CREATE.OBJ_%s" $api $t.modules) (printf "%s.CONSUMER.CREATE.OBJ_%s.>" $api $t.modules) (printf "$JS.FC.OBJ_%s.>" $t.modules)) }}

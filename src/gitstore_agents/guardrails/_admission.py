@@ -4,15 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import msgspec
-
 from ..envelopes import Stage, TaskRequest
 from ._policy import Policy, PolicyError, RoleRules
 from ._stages import KindAllowance, Refusal
 
 _LIMIT_FIELDS = ("fuel", "timeout_ms", "memory_bytes")
-
-_ENCODER = msgspec.json.Encoder()
 
 
 class PolicyAdmission:
@@ -58,7 +54,7 @@ class PolicyAdmission:
         """The role's rules."""
         return self._rules
 
-    def admit(self, task: TaskRequest) -> Refusal | None:
+    def admit(self, task: TaskRequest, envelope_bytes: int) -> Refusal | None:
         """None to admit ``task``; otherwise the first rule it breaks."""
         allowance = self._allowed.get(task.kind)
         if task.kind not in self._rules.kinds or allowance is None:
@@ -71,7 +67,7 @@ class PolicyAdmission:
             self._check_module(task, allowance)
             or self._check_path(task)
             or self._check_limits(task, allowance)
-            or self._check_size(task)
+            or self._check_size(envelope_bytes)
         )
 
     def _check_module(self, task: TaskRequest, allowance: KindAllowance) -> Refusal | None:
@@ -114,8 +110,7 @@ class PolicyAdmission:
                 )
         return None
 
-    def _check_size(self, task: TaskRequest) -> Refusal | None:
-        size = len(_ENCODER.encode(task))
+    def _check_size(self, size: int) -> Refusal | None:
         limit = self._policy.max_envelope_bytes
         if size <= limit:
             return None

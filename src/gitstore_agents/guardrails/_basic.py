@@ -24,7 +24,7 @@ class BasicAdmission:
     def __init__(self, allowed: Mapping[str, KindAllowance]) -> None:
         self._allowed = dict(allowed)
 
-    def admit(self, task: TaskRequest) -> Refusal | None:
+    def admit(self, task: TaskRequest, envelope_bytes: int = 0) -> Refusal | None:
         """Check kind, module digest and limits against the role's configuration."""
         allowance = self._allowed.get(task.kind)
         if allowance is None:

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import msgspec
+from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
 
@@ -66,16 +67,30 @@ class PublishBoundary:
         self._js = js
         self.allowed = tuple(allowed)
         self._violations = violations
+        self._matchers = [_matcher(p) for p in self.allowed]
+
+    @property
+    def connection(self) -> Client:
+        """The connection under the JetStream context."""
+        nc: Client = self._js._nc
+        return nc
 
     def check(self, subject: str) -> None:
         """Raise ``PublishRefusedError`` unless ``subject`` is allowed."""
-        if not any(subject_matches(p, subject) for p in self.allowed):
+        if not any(match(subject) for match in self._matchers):
             raise PublishRefusedError(
                 f"subject {subject!r} is outside this role's allowed subjects {list(self.allowed)}"
             )
 
+    async def send(self, message: Outbound, reply: str) -> None:
+        """Send ``message`` (its PubAck comes to ``reply``), if its subject is allowed."""
+        self.check(message.subject)
+        await self.connection.publish(
+            message.subject, message.payload, reply=reply, headers=message.headers or None
+        )
+
     async def publish_async(self, message: Outbound) -> asyncio.Future[PubAck]:
-        """Send ``message`` and return a future for its PubAck."""
+        """Send ``message`` and return a future for its PubAck (nats-py's own bookkeeping)."""
         self.check(message.subject)
         return await self._js.publish_async(
             message.subject, message.payload, headers=dict(message.headers) or None
@@ -91,3 +106,21 @@ class PublishBoundary:
         if self._violations is None:
             return []
         return self._violations.refused(subjects, since)
+
+
+def _matcher(pattern: str) -> Callable[[str], bool]:
+    """A fast test for one pattern: a literal, ``<prefix>.*`` (one more token) or general."""
+    if "*" not in pattern and ">" not in pattern:
+        return pattern.__eq__
+    if pattern.endswith(".*") and "*" not in pattern[:-2] and ">" not in pattern:
+        prefix = pattern[:-1]
+
+        def one_more_token(subject: str) -> bool:
+            return (
+                subject.startswith(prefix)
+                and "." not in subject[len(prefix) :]
+                and (len(subject) > len(prefix))
+            )
+
+        return one_more_token
+    return lambda subject: subject_matches(pattern, subject)

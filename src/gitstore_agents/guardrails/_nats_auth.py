@@ -6,12 +6,14 @@ user whose publish permissions allow exactly what it needs and nothing else:
 * a role: its ``publish_subjects`` (the same list its ``PublishBoundary``
   enforces in-process), the JetStream API calls of its own two consumers
   (pull, info, acks of their deliveries), ``STREAM.INFO`` of the product's
-  streams and buckets, reading the original of a dead-lettered message, the run
-  ledger (KV) and reads of the module and content object stores; it subscribes
-  to its own inbox
-  prefix ``_INBOX_<identity>`` and to the status service's subjects;
+  streams and buckets, reading the original of a dead-lettered message, direct
+  gets of the slot streams and the audit stream (stored results, the status
+  service) and reads of the module and content object stores; it subscribes to
+  its own inbox prefix ``_INBOX_<identity>`` and to the status service's
+  subjects;
 * the provisioner: creating and updating the product's streams, consumers and
-  buckets, uploading modules; never deleting or purging anything but a
+  buckets, uploading modules, migrating the slot streams from the per-kind
+  layout (copies into slots); never deleting or purging anything but a
   replaced module's chunks;
 * the status probe: asking the status service.
 
@@ -92,19 +94,24 @@ def password_env(identity: str) -> str:
 def publish_subjects(policy: Policy, role: str) -> tuple[str, ...]:
     """The product subjects role ``role`` may publish to (its boundary and its NATS user).
 
-    Task roles: ``validation``, ``failures`` and ``dlq`` of the kinds they run;
-    the planner: ``failures`` and ``dlq`` of ``git.push``. Both: the task kinds
-    the policy lets them publish, and audit records.
+    Task roles: the ``validation``, ``failures`` and ``dlq`` slots of the kinds
+    they run; the planner: the ``failures`` and ``dlq`` slots of ``git.push``.
+    Both: the task slots of the kinds the policy lets them publish, and audit
+    records in their own name only (``<prefix>.audit.<role>.*``).
     """
     rules, subjects = policy.role(role), policy.subjects
     out: list[str] = []
     if role == PLANNER:
-        out += [subjects.failure(GIT_PUSH), subjects.dead_letter(GIT_PUSH)]
+        out += [subjects.failures_of(GIT_PUSH), subjects.dead_letters_of(GIT_PUSH)]
     else:
         for kind in rules.kinds:
-            out += [subjects.validation(kind), subjects.failure(kind), subjects.dead_letter(kind)]
-    out += [subjects.task(kind) for kind in rules.publishes_tasks]
-    out.append(subjects.audit_all())
+            out += [
+                subjects.validations_of(kind),
+                subjects.failures_of(kind),
+                subjects.dead_letters_of(kind),
+            ]
+    out += [subjects.tasks_of(kind) for kind in rules.publishes_tasks]
+    out.append(subjects.audit_of_role(role))
     return tuple(dict.fromkeys(out))
 
 
@@ -200,11 +207,7 @@ def permissions_block(permissions: Permissions) -> dict[str, object]:
 def _role_permissions(policy: Policy, topology: Topology, role: str) -> Permissions:
     api = "$JS.API"
     stream = topology.events_stream if role == PLANNER else topology.tasks_stream
-    ledger, modules, content = (
-        f"KV_{topology.ledger_bucket}",
-        f"OBJ_{topology.modules_bucket}",
-        f"OBJ_{topology.content_bucket}",
-    )
+    modules, content = f"OBJ_{topology.modules_bucket}", f"OBJ_{topology.content_bucket}"
     publish = list(publish_subjects(policy, role))
     for consumer_stream, durable in (
         (stream, role),
@@ -221,21 +224,21 @@ def _role_permissions(policy: Policy, topology: Topology, role: str) -> Permissi
             f"$JS.ACK.*.*.{consumer_stream}.{durable}.>",
         ]
     # Start-up verifies that every stream and bucket exists (read-only metadata).
-    streams = [c.name for c in topology.stream_configs() if c.name] + [ledger, modules, content]
+    streams = [c.name for c in topology.stream_configs() if c.name] + [modules, content]
     publish += [f"{api}.STREAM.INFO.{name}" for name in streams]
     publish += [
         # The dead-letter writer reads the original of a message that ran out of deliveries.
         f"{api}.STREAM.MSG.GET.{stream}",
-        # The idempotency ledger: writes go to $KV.<bucket>.<key>, reads are message gets.
-        f"$KV.{topology.ledger_bucket}.>",
-        f"{api}.STREAM.MSG.GET.{ledger}",
         # Reading modules and large inputs: nats-py looks the object stream up by
         # subject, reads the object's info, then its chunks through an ordered consumer.
         f"{api}.STREAM.NAMES",
         # The status service every worker serves reads an event's audit trail with
-        # batched direct gets.
+        # batched direct gets; the dead-letter writer reads it for the last failure.
         f"{api}.DIRECT.GET.{topology.audit_stream}",
     ]
+    # Reading slots (a long task's stored result, what the status service
+    # reports): direct gets of one subject, ``DIRECT.GET.<stream>.<subject>``.
+    publish += [f"{api}.DIRECT.GET.{name}.>" for name in topology.slot_streams()]
     for name in (modules, content):
         publish += [
             f"{api}.STREAM.MSG.GET.{name}",
@@ -259,11 +262,7 @@ def _role_permissions(policy: Policy, topology: Topology, role: str) -> Permissi
 def _provisioner_permissions(topology: Topology) -> Permissions:
     api = "$JS.API"
     streams = [c.name for c in topology.stream_configs() if c.name]
-    buckets = [
-        f"KV_{topology.ledger_bucket}",
-        f"OBJ_{topology.modules_bucket}",
-        f"OBJ_{topology.content_bucket}",
-    ]
+    buckets = [f"OBJ_{topology.modules_bucket}", f"OBJ_{topology.content_bucket}"]
     publish: list[str] = []
     for name in streams:
         publish += [
@@ -283,6 +282,21 @@ def _provisioner_permissions(topology: Topology) -> Permissions:
             f"{api}.CONSUMER.DURABLE.CREATE.{name}.>",
             f"{api}.CONSUMER.INFO.{name}.>",
         ]
+    subjects = topology.subjects
+    for name in topology.slot_streams():
+        publish += [
+            # Migrating from the per-kind layout: read every message (an ordered
+            # consumer) and copy it into its slot.
+            f"{api}.CONSUMER.CREATE.{name}",
+            f"{api}.CONSUMER.CREATE.{name}.>",
+            f"$JS.FC.{name}.>",
+        ]
+    publish += [
+        subjects.tasks_all(),
+        subjects.validation_all(),
+        subjects.failures_all(),
+        subjects.dead_letters_all(),
+    ]
     modules = f"OBJ_{topology.modules_bucket}"
     publish += [
         # Uploading the reference modules: chunks and meta, the object's info; a

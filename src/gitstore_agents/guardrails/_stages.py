@@ -31,8 +31,13 @@ class Refusal(msgspec.Struct, frozen=True, kw_only=True):
 class Admission(Protocol):
     """Decides, before anything runs, whether this role may run ``task``."""
 
-    def admit(self, task: TaskRequest) -> Refusal | None:
-        """None to admit; a ``Refusal`` (stage ``admission``) otherwise."""
+    def admit(self, task: TaskRequest, envelope_bytes: int) -> Refusal | None:
+        """None to admit; a ``Refusal`` (stage ``admission``) otherwise.
+
+        Args:
+            task: The decoded task.
+            envelope_bytes: Size of the task message as it arrived.
+        """
         ...
 
 

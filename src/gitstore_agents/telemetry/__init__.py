@@ -22,8 +22,8 @@ from ._audit import (
     audit_message,
     audit_msg_id,
     audit_record,
-    coalesce_audit,
-    encode_audit,
+    encode_batch,
+    encode_record,
 )
 from ._decisions import DecisionRecord, Observer
 from ._logging import LOG_LEVEL_ENV, add_trace_context, configure_logging
@@ -49,15 +49,18 @@ from ._tracing import (
     destination,
     extract,
     inject,
+    light_spans,
     message_ids,
     process_span,
     record_outcome,
+    record_run,
     send_span,
     settle_span,
     stage_span,
     tracer,
+    use_light_spans,
 )
-from ._trail import AuditTrailUnavailableError, TrailEntry, read_trail
+from ._trail import AuditTrailUnavailableError, TrailEntry, read_event_trail, read_trail
 
 __all__ = [
     "FOLLOW_UP_REF",
@@ -84,22 +87,25 @@ __all__ = [
     "audit_msg_id",
     "audit_record",
     "build_story",
-    "coalesce_audit",
     "configure_logging",
     "continue_trace",
     "current_ids",
     "destination",
-    "encode_audit",
+    "encode_batch",
+    "encode_record",
     "extract",
     "inject",
+    "light_spans",
     "log_decision",
     "message_ids",
     "metric_name",
     "metrics_text",
     "planned_ref",
     "process_span",
+    "read_event_trail",
     "read_trail",
     "record_outcome",
+    "record_run",
     "render",
     "render_story",
     "send_span",
@@ -107,4 +113,5 @@ __all__ = [
     "setup_telemetry",
     "stage_span",
     "tracer",
+    "use_light_spans",
 ]

@@ -1,19 +1,18 @@
 """Decisions become audit records: small, digest-referencing, carrying their trace ids.
 
-``audit_message`` turns one decision into a message for
-``<prefix>.audit.<event_id>`` (an ``AuditBatch`` of one record) with a
-deterministic ``Nats-Msg-Id`` built from where the decision was made: the
+``audit_record`` turns one decision into an ``AuditRecord`` (leaving out any
+value the contract would refuse, so a record always decodes on the reading
+side); ``audit_msg_id`` names it after where the decision was made: the
 input's stream and sequence, the delivery attempt, the decision and its code.
-``coalesce_audit`` then merges the consecutive audit messages of one publish
-into one message (their payloads are spliced, not re-encoded), whose id is
-derived from its records' ids. A batch republished by the same attempt (one
-that failed half-way and was sent again) is dropped by JetStream; a
-redelivery is a new attempt, so what really happened twice is recorded twice.
+Records are stored in ``AuditBatch`` messages on
+``<prefix>.audit.<role>.<event_id>`` (``pipeline.AuditLog`` groups them;
+``encode_batch`` splices encoded records without re-encoding them). A batch
+sent twice by the same attempt is dropped by JetStream; a redelivery is a new
+attempt, so what really happened twice is recorded twice.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Sequence
 
@@ -76,8 +75,8 @@ def audit_record(
         kind=_valid(record.kind, _KIND),
         attempt=record.attempt if record.attempt and record.attempt > 0 else None,
         refs=dict(record.refs),
-        trace_id=trace_id,
-        span_id=span_id,
+        trace_id=trace_id or record.trace_id,
+        span_id=span_id or record.span_id,
         at=record.at,
     )
 
@@ -92,51 +91,14 @@ def audit_msg_id(record: DecisionRecord) -> str:
     return f"audit:{where}:{record.decision}:{record.code}"
 
 
-def encode_audit(record: AuditRecord) -> bytes:
-    """JSON bytes of an audit batch holding ``record`` (sorted keys, compact)."""
-    return _HEAD + _ENCODER.encode(record) + _TAIL
+def encode_record(record: AuditRecord) -> bytes:
+    """JSON bytes of one record (sorted keys, compact): a piece of an ``AuditBatch``."""
+    return _ENCODER.encode(record)
 
 
-def coalesce_audit(messages: Sequence[Outbound]) -> list[Outbound]:
-    """``messages`` with each run of consecutive audit messages on one subject merged.
-
-    Every other message keeps its place. The merged message's id is derived
-    from its parts' ids, so the same run published again is deduplicated.
-    """
-    out: list[Outbound] = []
-    run: list[Outbound] = []
-    for message in messages:
-        if RECORDS_HEADER in message.headers and (not run or run[0].subject == message.subject):
-            run.append(message)
-            continue
-        _flush(run, out)
-        if RECORDS_HEADER in message.headers:
-            run.append(message)
-        else:
-            out.append(message)
-    _flush(run, out)
-    return out
-
-
-def _flush(run: list[Outbound], out: list[Outbound]) -> None:
-    if len(run) == 1:
-        out.append(run[0])
-    elif run:
-        ids = "\n".join(m.headers[headers.MSG_ID] for m in run)
-        records = b",".join(m.payload[len(_HEAD) : -len(_TAIL)] for m in run)
-        count = sum(int(m.headers[RECORDS_HEADER]) for m in run)
-        out.append(
-            Outbound(
-                subject=run[0].subject,
-                payload=_HEAD + records + _TAIL,
-                headers={
-                    headers.MSG_ID: "audit:" + hashlib.sha256(ids.encode()).hexdigest()[:40],
-                    headers.CONTENT_TYPE: headers.JSON,
-                    RECORDS_HEADER: str(count),
-                },
-            )
-        )
-    run.clear()
+def encode_batch(records: Sequence[bytes]) -> bytes:
+    """An ``AuditBatch`` holding already encoded records (spliced, not re-encoded)."""
+    return _HEAD + b",".join(records) + _TAIL
 
 
 def audit_message(
@@ -152,8 +114,8 @@ def audit_message(
     if audit is None:
         return None
     return Outbound(
-        subject=subjects.audit(audit.event_id),
-        payload=encode_audit(audit),
+        subject=subjects.audit(audit.role, audit.event_id),
+        payload=encode_batch([encode_record(audit)]),
         headers={
             headers.MSG_ID: msg_id or audit_msg_id(record),
             headers.CONTENT_TYPE: headers.JSON,

@@ -2,21 +2,18 @@
 
 Each pipeline stage runs inside ``Observer.stage(...)`` and every decision is
 reported to ``Observer.decided(...)``.
-``decided`` may return messages (audit records) that the pipeline publishes
-through the role's publish boundary together with the message's results, so
-they are stored before the input is settled.
+The pipeline stores every record in the audit trail itself (``AuditLog``)
+before the delivery is settled; observers log, count and trace.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
 from typing import Protocol
 
 import msgspec
 
 from ..envelopes import AuditDecision
-from ..guardrails import Outbound
 
 
 class DecisionRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -39,6 +36,8 @@ class DecisionRecord(msgspec.Struct, frozen=True, kw_only=True):
         stage: Pipeline stage a failure or retry happened in.
         stderr_tail: Last lines the module wrote to stderr (failures of a run).
         at: When (RFC 3339, UTC).
+        trace_id: Trace id of the span the decision was made in (32 hex).
+        span_id: Its span id (16 hex).
     """
 
     decision: AuditDecision
@@ -57,13 +56,15 @@ class DecisionRecord(msgspec.Struct, frozen=True, kw_only=True):
     stage: str | None = None
     stderr_tail: tuple[str, ...] = ()
     at: str = ""
+    trace_id: str | None = None
+    span_id: str | None = None
 
 
 class Observer(Protocol):
     """Receives every decision and wraps every stage (issue 7: audit records and spans)."""
 
-    def decided(self, record: DecisionRecord) -> Sequence[Outbound]:
-        """Record ``record``; return messages to publish with the delivery's results."""
+    def decided(self, record: DecisionRecord) -> None:
+        """Log, count and trace ``record`` (the pipeline stores it in the audit trail)."""
         ...
 
     def stage(self, name: str, subject: str) -> contextlib.AbstractContextManager[None]:

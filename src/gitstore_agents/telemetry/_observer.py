@@ -1,8 +1,7 @@
-"""The runtime's observer: each decision is a log line, metrics, a span event, an audit record.
+"""The runtime's observer: each decision is a log line, metrics and span attributes or events.
 
 It implements ``Observer``: the pipeline calls ``decided`` for each
-decision and publishes the audit record it returns together with the
-delivery's results, before settling the delivery. ``stage`` opens a span
+decision (and stores the decision's audit record itself, ``AuditLog``). ``stage`` opens a span
 around the module run (``gitstore.sandbox``, its usage as attributes); the
 other stages stay inside the delivery's ``process`` span: a span costs about
 as much as a decision's whole audit record, and the audit records and log
@@ -16,16 +15,13 @@ import collections
 import contextlib
 import logging
 import threading
-from collections.abc import Sequence
 
 import msgspec
 import structlog
 from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
 
-from ..envelopes import AuditDecision, Stage, Subjects
-from ..guardrails import Outbound
-from ._audit import audit_message
+from ..envelopes import AuditDecision, Stage
 from ._decisions import DecisionRecord
 from ._metrics import INSTRUMENTS
 from ._tracing import stage_span
@@ -60,40 +56,25 @@ _REASON_EVENT_CHARS = 256
 
 
 class TelemetryObserver:
-    """Logs, counts, traces and audits every decision.
-
-    Args:
-        subjects: Subject scheme (audit records go to ``<prefix>.audit.<event_id>``).
-        audit: Return audit records for the pipeline to publish (False: logs,
-            metrics and spans only).
+    """Logs, counts and traces every decision.
 
     Attributes:
         counts: Decisions seen, by ``(decision, code)`` (as ``LogObserver``'s).
     """
 
-    def __init__(self, subjects: Subjects, *, audit: bool = True) -> None:
-        self._subjects = subjects
-        self._audit = audit
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self.counts: collections.Counter[tuple[AuditDecision, str]] = collections.Counter()
 
-    def decided(self, record: DecisionRecord) -> Sequence[Outbound]:
-        """Log, count, trace ``record``; return its audit record to publish."""
+    def decided(self, record: DecisionRecord) -> None:
+        """Log, count and trace ``record``."""
         with self._lock:
             self.counts[(record.decision, record.code)] += 1
         _record_metrics(record)
         span = trace.get_current_span()
-        context = span.get_span_context()
-        trace_id = span_id = None
-        if context.is_valid:
-            trace_id, span_id = format(context.trace_id, "032x"), format(context.span_id, "016x")
-            if span.is_recording():
-                _annotate(span, record)
+        if span.is_recording():
+            _annotate(span, record)
         log_decision(record)
-        if not self._audit:
-            return ()
-        message = audit_message(record, self._subjects, trace_id=trace_id, span_id=span_id)
-        return () if message is None else (message,)
 
     def stage(self, name: str, subject: str) -> contextlib.AbstractContextManager[None]:
         """A span around ``sandbox``; nothing around the others."""
@@ -118,12 +99,12 @@ def _record_metrics(record: DecisionRecord) -> None:
         INSTRUMENTS.dead_letters.add(role, record.kind or "")
     elif decision is AuditDecision.DUPLICATE_SKIPPED:
         INSTRUMENTS.duplicates.add(role, record.code)
-    elif decision is AuditDecision.EXECUTED:
+    fuel = _int(record.refs.get("fuel"))
+    if fuel is not None:
+        # A record that says what a run used: published, or skipped after a re-run.
         attributes = {"kind": record.kind or ""}
-        fuel = _int(record.refs.get("fuel"))
+        INSTRUMENTS.fuel.record(fuel, attributes)
         wall_us = _int(record.refs.get("wall_time_us"))
-        if fuel is not None:
-            INSTRUMENTS.fuel.record(fuel, attributes)
         if wall_us is not None:
             INSTRUMENTS.wall_time.record(wall_us / 1e6, attributes)
 
@@ -131,18 +112,7 @@ def _record_metrics(record: DecisionRecord) -> None:
 def _annotate(span: Span, record: DecisionRecord) -> None:
     # Ordinary decisions leave nothing on the span (the audit record and the
     # log line name the span); a run's usage and anything that went wrong do.
-    if record.decision is AuditDecision.EXECUTED:
-        span.set_attributes(
-            {
-                "gitstore.sandbox.outcome": "ok",
-                **{
-                    f"gitstore.sandbox.{name}": value
-                    for name in ("fuel", "wall_time_us", "peak_memory_bytes")
-                    if (value := _int(record.refs.get(name))) is not None
-                },
-            }
-        )
-    elif record.decision in _EVENTS:
+    if record.decision in _EVENTS:
         span.add_event(
             str(record.decision),
             {"gitstore.code": record.code, "gitstore.reason": record.reason[:_REASON_EVENT_CHARS]},
@@ -184,12 +154,11 @@ class LogObserver:
         self._lock = threading.Lock()
         self.counts: collections.Counter[tuple[AuditDecision, str]] = collections.Counter()
 
-    def decided(self, record: DecisionRecord) -> Sequence[Outbound]:
-        """Log the decision and count it; publishes nothing."""
+    def decided(self, record: DecisionRecord) -> None:
+        """Log the decision and count it."""
         with self._lock:
             self.counts[(record.decision, record.code)] += 1
         log_decision(record)
-        return ()
 
     def stage(self, name: str, subject: str) -> contextlib.AbstractContextManager[None]:
         """No span yet (issue 7)."""

@@ -1,8 +1,9 @@
 """Install the OpenTelemetry SDK once per process, configured by the standard ``OTEL_*`` variables.
 
 * **Traces**: always an SDK tracer provider (so every delivery gets real
-  trace and span ids, which logs and audit records carry); spans are exported
-  only when asked: ``OTEL_TRACES_EXPORTER`` (``otlp``, ``console``, ``none``,
+  trace and span ids, which logs and audit records carry); spans are recorded
+  and exported only when asked (otherwise they are ids only,
+  ``use_light_spans``): ``OTEL_TRACES_EXPORTER`` (``otlp``, ``console``, ``none``,
   comma-separated), or, when that is unset, ``otlp`` if an OTLP endpoint
   (``OTEL_EXPORTER_OTLP_ENDPOINT`` / ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``) is
   set. OTLP goes over HTTP/protobuf; the exporter reads its own
@@ -35,6 +36,7 @@ from opentelemetry.sdk.trace.export import (
 )
 
 from ._prometheus import ScrapeReader, render
+from ._tracing import use_light_spans
 
 log = structlog.get_logger(__name__)
 
@@ -104,11 +106,16 @@ def setup_telemetry() -> None:
         if not isinstance(trace.get_tracer_provider(), TracerProvider):
             resource = _resource()
             provider = TracerProvider(resource=resource)
+            exporting = False
             for name in _trace_exporter_names():
                 exporter = _span_exporter(name)
                 if exporter is not None:
                     provider.add_span_processor(BatchSpanProcessor(exporter))
+                    exporting = True
             trace.set_tracer_provider(provider)
+            # Spans nobody exports are ids only (see _tracing): the trace still
+            # links event, tasks and results through every traceparent.
+            use_light_spans(not exporting)
         if not isinstance(metrics.get_meter_provider(), MeterProvider):
             reader = ScrapeReader()
             readers: list[MetricReader] = [reader]

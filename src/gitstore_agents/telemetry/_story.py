@@ -31,6 +31,14 @@ _OUTCOMES = {
     AuditDecision.DEAD_LETTERED: "dead-lettered",
     AuditDecision.REQUEUED: "requeued",
 }
+_ERRORS = frozenset(
+    {
+        AuditDecision.FAILED,
+        AuditDecision.REFUSED,
+        AuditDecision.RETRIED,
+        AuditDecision.DEAD_LETTERED,
+    }
+)
 _RUNNING = "running"
 _PLANNED = "planned"
 
@@ -68,7 +76,10 @@ class TaskStory(msgspec.Struct, kw_only=True):
         outcome: ``planned`` (nothing happened yet), ``running``, ``succeeded``,
             ``failed``, ``refused``, ``retrying``, ``dead-lettered``,
             ``requeued``, or for a skipped duplicate the state it found.
-        trace_id: Trace id of its latest decision.
+        trace_id: Trace id of the decision that produced its outcome (a later
+            duplicate skip keeps it).
+        last_error: ``code: message`` of its last failure, retry or refusal.
+        updated_at: When its last decision was made.
         attempts: Its deliveries.
         follow_ups: Tasks derived from its output.
     """
@@ -80,6 +91,8 @@ class TaskStory(msgspec.Struct, kw_only=True):
     parent_key: str | None = None
     outcome: str = _PLANNED
     trace_id: str | None = None
+    last_error: str | None = None
+    updated_at: str | None = None
     attempts: list[Attempt] = msgspec.field(default_factory=list)
     follow_ups: list[TaskStory] = msgspec.field(default_factory=list)
 
@@ -183,8 +196,12 @@ def build_story(event_id: str, entries: Sequence[TrailEntry]) -> EventStory:
         task = task_for(record.idempotency_key)
         task.task_id = task.task_id or record.task_id
         task.kind = task.kind or record.kind
-        task.trace_id = record.trace_id or task.trace_id
+        if record.decision is not AuditDecision.DUPLICATE_SKIPPED or task.trace_id is None:
+            task.trace_id = record.trace_id or task.trace_id
         task.outcome = _task_outcome(record, task.outcome)
+        task.updated_at = record.at
+        if record.decision in _ERRORS:
+            task.last_error = f"{record.code}: {record.reason}"
         _add(task.attempts, entry)
         for task_id, kind, key, path in _listed(record.refs, FOLLOW_UP_REF):
             child = task_for(key)

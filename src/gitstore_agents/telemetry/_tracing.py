@@ -23,12 +23,21 @@ Spans (kind, operation type):
 
 Only the OpenTelemetry *API* is used here: without a configured SDK every span
 is a no-op (``setup_telemetry`` installs the SDK from ``OTEL_*`` variables).
+
+When spans go nowhere (no exporter configured: ``use_light_spans``), each of
+these is a *light* span instead: a non-recording span with fresh ids in the
+parent's trace, keeping the parent's sampled flag. Trace ids still reach log
+lines, audit records and every message's ``traceparent``, so one trace still
+links a git event to its results; what is skipped is building span objects
+nobody reads, which costs more than the rest of a no-op task's bookkeeping.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import random
+import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -37,7 +46,16 @@ import structlog
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.propagators.textmap import Getter
-from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import (
+    Link,
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+)
 
 from ..envelopes import headers as hdr
 from ._metrics import INSTRUMENTS
@@ -65,9 +83,50 @@ _DELIVERY_SPAN: contextvars.ContextVar[Span | None] = contextvars.ContextVar(
 )
 
 
+# Spans go nowhere: make light ones (see the module docstring).
+_light = False
+
+
 def tracer() -> trace.Tracer:
     """The package's tracer (resolved through the global tracer provider)."""
     return _tracer
+
+
+def use_light_spans(light: bool) -> None:
+    """Make ids-only spans (True: nothing exports spans) or real ones (False)."""
+    global _light  # noqa: PLW0603 - one switch per process, set once at setup
+    _light = light
+
+
+def light_spans() -> bool:
+    """True while spans are ids only (nothing exports them)."""
+    return _light
+
+
+@contextlib.contextmanager
+def _light_span(parent: otel_context.Context | None = None) -> Iterator[Span]:
+    """A non-recording span with fresh ids, child of ``parent`` (default: the current span)."""
+    above = trace.get_current_span(parent).get_span_context()
+    if above.is_valid:
+        trace_id, flags, state = above.trace_id, above.trace_flags, above.trace_state
+    else:
+        # A new trace, marked sampled as the SDK's default sampler would:
+        # whoever consumes our messages decides for themselves.
+        trace_id, flags, state = random.getrandbits(128) or 1, TraceFlags(1), None
+    span = NonRecordingSpan(
+        SpanContext(
+            trace_id,
+            random.getrandbits(64) or 1,
+            is_remote=False,
+            trace_flags=flags,
+            trace_state=state,
+        )
+    )
+    token = otel_context.attach(trace.set_span_in_context(span, parent))
+    try:
+        yield span
+    finally:
+        otel_context.detach(token)
 
 
 class _HeaderGetter(Getter[Mapping[str, str] | None]):
@@ -114,16 +173,26 @@ def message_ids(headers: Mapping[str, str] | None) -> tuple[str | None, str | No
 def destination(subject: str) -> str:
     """The low-cardinality form of ``subject`` used in span names.
 
-    Git event subjects end in a repository id and audit subjects in an event
-    id; both become placeholders. Task, validation and failure subjects end in
-    a kind and stay as they are.
+    Git event subjects end in a repository id, audit subjects in an event id,
+    slots in a task's key (or an input's stream and sequence): each becomes a
+    placeholder, so a span name says which kind of work it is, not which task.
     """
     tokens = subject.split(".")
     if len(tokens) >= 5 and tokens[-4:-1] == ["events", "git", "push"]:
         return ".".join([*tokens[:-1], "{repository_id}"])
-    if len(tokens) >= 3 and tokens[-2] == "audit":
+    if (len(tokens) >= 4 and tokens[-3] == "audit") or (len(tokens) >= 3 and tokens[-2] == "audit"):
         return ".".join([*tokens[:-1], "{event_id}"])
+    last = tokens[-1]
+    if _SLOT.fullmatch(last):
+        return ".".join([*tokens[:-1], "{key}"])
+    if _INPUT.fullmatch(last) or _UUID.fullmatch(last):
+        return ".".join([*tokens[:-1], "{input}"])
     return subject
+
+
+_SLOT = re.compile(r"[0-9a-f]{64}(-rq[0-9]+)*")
+_INPUT = re.compile(r"[A-Za-z0-9_-]+-[0-9]+")
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def _destination_attributes(subject: str) -> dict[str, Any]:
@@ -151,6 +220,14 @@ def process_span(
     message leaks into this one's lines.
     """
     structlog.contextvars.clear_contextvars()
+    if _light:
+        with _light_span(extract(headers)) as light:
+            token = _DELIVERY_SPAN.set(light)
+            try:
+                yield light
+            finally:
+                _DELIVERY_SPAN.reset(token)
+        return
     attributes = _destination_attributes(subject)
     attributes.update(
         {
@@ -193,6 +270,22 @@ def annotate(**fields: str | int | None) -> None:
         span.set_attributes({f"gitstore.{name}": value for name, value in values.items()})
 
 
+def record_run(outcome: str, *, fuel: int, wall_time_us: int, peak_memory_bytes: int) -> None:
+    """Put a module run's outcome and usage on the current span (the ``gitstore.sandbox`` one)."""
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.set_attributes(
+            {
+                "gitstore.sandbox.outcome": outcome,
+                "gitstore.sandbox.fuel": fuel,
+                "gitstore.sandbox.wall_time_us": wall_time_us,
+                "gitstore.sandbox.peak_memory_bytes": peak_memory_bytes,
+            }
+        )
+        if outcome != "ok":
+            span.set_status(Status(StatusCode.ERROR, outcome))
+
+
 def record_outcome(span: Span, *, settle: str, code: str, reason: str = "") -> None:
     """Put a delivery's outcome on its ``process`` span (error status unless acked)."""
     if not span.is_recording():
@@ -205,6 +298,10 @@ def record_outcome(span: Span, *, settle: str, code: str, reason: str = "") -> N
 @contextlib.contextmanager
 def settle_span(subject: str, operation: str, durable: str) -> Iterator[Span]:
     """The ``settle`` span of one ack, nak or term."""
+    if _light:
+        with _light_span() as light:
+            yield light
+        return
     attributes = _destination_attributes(subject)
     attributes.update({OPERATION_TYPE: "settle", CONSUMER_GROUP: durable})
     with _tracer.start_as_current_span(
@@ -220,8 +317,12 @@ def send_span(subjects: Sequence[str], message_ids: Sequence[str | None]) -> Ite
     A batch holds a result and what goes with it (follow-up tasks, audit
     records); the span is named after the first message, the one the batch is
     for, and counts the rest. Its context is what gets injected into every
-    message of the batch.
+    message of the batch. Light spans skip it: the messages carry the
+    delivery's own context, a parent as good as a send span that records nothing.
     """
+    if _light:
+        yield trace.get_current_span()
+        return
     attributes = _destination_attributes(subjects[0])
     attributes[OPERATION_TYPE] = "send"
     if len(subjects) > 1:
@@ -237,6 +338,9 @@ def send_span(subjects: Sequence[str], message_ids: Sequence[str | None]) -> Ite
 @contextlib.contextmanager
 def stage_span(name: str, subject: str) -> Iterator[None]:
     """An internal span around one pipeline stage (``gitstore.sandbox``, ...)."""
+    if _light:
+        yield  # nothing would record it, and nothing is published from inside it
+        return
     with _tracer.start_as_current_span(
         f"gitstore.{name}",
         attributes={"gitstore.stage": name, DESTINATION: subject},
@@ -252,6 +356,10 @@ def continue_trace(headers: Mapping[str, str] | None, name: str) -> Iterator[Spa
     a message that does: its dead letter and audit record join that message's
     trace, linked to the advisory's own span.
     """
+    if _light:
+        with _light_span(extract(headers)) as light:
+            yield light
+        return
     current = trace.get_current_span().get_span_context()
     links = [Link(current)] if current.is_valid else []
     with _tracer.start_as_current_span(
@@ -290,6 +398,8 @@ class ReceiveBatch:
     def received(self, headers: Mapping[str, str] | None) -> None:
         """One message of the open request arrived."""
         self._count += 1
+        if _light:
+            return  # no span to link it to
         message = trace.get_current_span(extract(headers)).get_span_context()
         if self._span is None:
             self._span = _tracer.start_span(

@@ -1,7 +1,7 @@
 """Read one git event's audit records: batched direct gets, subject-filtered.
 
 The audit stream allows direct gets, so the records on
-``<prefix>.audit.<event_id>`` come back in stream order from one request per
+``<prefix>.audit.*.<event_id>`` come back in stream order from one request per
 ``batch`` records (``$JS.API.DIRECT.GET.<stream>`` with ``next_by_subj`` and
 ``batch``; nats-server 2.11 or later): no consumer is created, which keeps a
 status query cheap and lets a role read the trail with nothing more than
@@ -18,6 +18,7 @@ import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from ..config import Topology
 from ..envelopes import AuditBatch, AuditRecord
 from ..errors import GitStoreAgentsError
 
@@ -44,6 +45,25 @@ class TrailEntry(msgspec.Struct, frozen=True, kw_only=True):
 
     seq: int
     record: AuditRecord
+
+
+async def read_event_trail(
+    nc: Client, topology: Topology, event_id: str, *, timeout_s: float = 5.0
+) -> list[TrailEntry]:
+    """Every audit record about git event ``event_id``, by every role, in stream order.
+
+    Records are on ``<prefix>.audit.<role>.<event_id>``; a deployment upgraded
+    from the layout before role tokens also has ``<prefix>.audit.<event_id>``,
+    read as well.
+    """
+    subjects = topology.subjects
+    found = await read_trail(
+        nc, topology.audit_stream, subjects.audit_of_event(event_id), timeout_s=timeout_s
+    )
+    found += await read_trail(
+        nc, topology.audit_stream, f"{subjects.prefix}.audit.{event_id}", timeout_s=timeout_s
+    )
+    return sorted(found, key=lambda entry: entry.seq)
 
 
 async def read_trail(
