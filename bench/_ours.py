@@ -52,6 +52,7 @@ from gitstore_agents.envelopes import (
     canonical_json,
     derive_idempotency_key,
     headers,
+    slot_token,
 )
 from gitstore_agents.sandbox import module_digest
 
@@ -351,7 +352,14 @@ async def run_noop_row(
 
             def tasks(run: str, count: int) -> list[tuple[str, bytes, str]]:
                 made = (noop_task(i, digest, run=run) for i in range(count))
-                return [(subjects.task(t.kind), canonical_json(t), t.idempotency_key) for t in made]
+                return [
+                    (
+                        subjects.task(t.kind, slot_token(t.idempotency_key)),
+                        canonical_json(t),
+                        t.idempotency_key,
+                    )
+                    for t in made
+                ]
 
             spec = role_consumer(config, ENRICHER)
             return await _measure(

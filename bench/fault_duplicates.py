@@ -1,16 +1,13 @@
 """Fault run: every git event published three times, and three times again after the window.
 
-The topology uses a short duplicate window (``SHORT_WINDOW_S``, with role
-timings tight enough for the configuration rule ``duplicate_window_s >=
-ack_wait_s + max(backoff_s) + deadline + publish_timeout_s``). Phase 1
+The topology uses a short duplicate window (``SHORT_WINDOW_S``). Phase 1
 publishes every event three times back to back with the same
 ``Nats-Msg-Id`` (JetStream stores one copy) while a worker runs. When every
 durable is drained the harness waits out the window, then phase 2 publishes
-every event three times again: one more copy of each is stored, the planner
-re-plans it, its compile task is stored again (its first copy is older than
-the window too), and the ledger (``succeeded``) turns every such delivery
-into a skip. Prints the fault-suite counts; must end with
-``lost: 0, duplicated: 0``.
+every event three times again: one more copy of each is stored (the window
+is over), the planner re-plans it, and every task it derives finds its slot
+in the tasks stream taken: nothing more is stored or run. Prints the
+fault-suite counts; must end with ``lost: 0, duplicated: 0``.
 
     python -m bench.fault_duplicates                   # 2,000 events
     python -m bench.fault_duplicates --events 200 --modules test
@@ -45,7 +42,7 @@ async def run_duplicates(**options: Unpack[FaultOptions]) -> FaultReport:
         # Every message this run published is now older than the window...
         window = run.config.topology.duplicate_window_s
         await asyncio.sleep(window + 1.0)  # waiting out the window is the scenario
-        # ...so these copies are stored again, and only the ledger stops them.
+        # ...so these copies are stored again, and only the slots stop their tasks.
         await run.publish(copies=COPIES)
         await run.wait_drained()
         run.say(

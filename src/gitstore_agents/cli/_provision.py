@@ -51,7 +51,6 @@ def run(args: argparse.Namespace) -> int:
             json.dumps(
                 {
                     "streams": [c.name for c in topology.stream_configs()],
-                    "kv": [topology.ledger_bucket],
                     "object_stores": [topology.modules_bucket, topology.content_bucket],
                     "roles": list(roles),
                     "modules": modules,

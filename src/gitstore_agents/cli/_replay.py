@@ -22,10 +22,10 @@ def register(commands: Any) -> None:
         help="re-execute history from a stream sequence; --verify checks determinism",
         description=(
             "Reads STREAM from --from-seq through an ephemeral ordered consumer. Without "
-            "--verify each message goes through its role's handler (ledger and deduplication "
+            "--verify each message goes through its role's handler (results already stored "
             "keep unchanged work from producing duplicates). With --verify nothing is "
             "published: every task is re-run in-process and its output digest compared with "
-            "the ledger; any difference is reported and the exit code is 1."
+            "the result stored in its slot; any difference is reported and the exit code is 1."
         ),
     )
     parser.add_argument("--stream", required=True, help="EVENTS, TASKS, or a full stream name")
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
             for m in report.mismatches:
                 print(
                     f"MISMATCH {m.idempotency_key} kind={m.kind} path={m.path} "
-                    f"ledger={m.ledger_state}:{m.ledger_digest} "
+                    f"stored={m.stored_state}:{m.stored_digest} "
                     f"replay={m.replay_code}:{m.replay_digest}"
                 )
             for error in report.errors:

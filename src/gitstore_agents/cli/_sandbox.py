@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 
+from ..pipeline import judge
 from ..sandbox import (
     ModuleError,
     Sandbox,
@@ -75,7 +76,13 @@ def run(args: argparse.Namespace) -> int:
         else:
             result = sandbox.run(module, stdin, limits, logical_time_ns=clock, seed=args.seed)
             report = run_report(result, module.digest)
-            ok = result.ok
+            # What a worker would make of it: the same judgement, word for word.
+            execution = judge(result)
+            report["outcome"] = execution.code
+            report["detail"] = execution.message
+            report["deterministic"] = not execution.retryable
+            report["output_digest"] = execution.output_digest
+            ok = execution.ok
     finally:
         sandbox.close()
     sys.stdout.write(msgspec.json.format(msgspec.json.encode(report), indent=2).decode() + "\n")

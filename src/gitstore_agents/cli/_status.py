@@ -29,7 +29,9 @@ def register(commands: Any) -> None:
     event.add_argument("event_id", help="the git event's event_id")
     key = actions.add_parser("key", help="status of one task by idempotency key")
     key.add_argument("idempotency_key", help="sha256:<hex> idempotency key")
-    key.add_argument("--event-id", default=None, help="the task's event (if not in the ledger)")
+    key.add_argument(
+        "--event-id", default=None, help="the task's event (default: read from the task's slot)"
+    )
     probe = actions.add_parser("ping", help="exit 0 when a status service instance answers")
     for action in (event, key, probe):
         add_connection_arguments(action)

@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-from ..telemetry import build_story, configure_logging, read_trail, render_story
+from ..telemetry import build_story, configure_logging, read_event_trail, render_story
 from ._config_args import add_connection_arguments, connect_command, connection_config
 
 
@@ -20,7 +20,7 @@ def register(commands: Any) -> None:
         "trace",
         help="print what happened to a git event (from its audit records)",
         description=(
-            "Read <prefix>.audit.<event_id> from the audit stream and print the event's story "
+            "Read <prefix>.audit.*.<event_id> from the audit stream and print the event's story "
             "as a tree: event -> tasks -> attempts -> every decision, with the validation "
             "message or the failure (stage, code, message, stderr) of each task. Exit 1 when "
             "nothing is recorded about the event."
@@ -37,12 +37,12 @@ def run(args: argparse.Namespace) -> int:
     configure_logging(json=False, level=args.log_level)
     config = connection_config(args)
     topology = config.topology
-    subject = topology.subjects.audit(args.event_id)
+    topology.subjects.audit_of_event(args.event_id)  # a bad id fails here, before connecting
 
     async def go() -> int:
         nc = await connect_command(config, "gitstore-agents/trace", args.timeout)
         try:
-            entries = await read_trail(nc, topology.audit_stream, subject, timeout_s=args.timeout)
+            entries = await read_event_trail(nc, topology, args.event_id, timeout_s=args.timeout)
         finally:
             await nc.close()
         story = build_story(args.event_id, entries)

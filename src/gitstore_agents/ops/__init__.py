@@ -8,22 +8,21 @@ re-execute or verify history (``replay_stream``), and ask the status service
 from ._dlq import (
     REQUEUE_ROLE,
     REQUEUED_FROM,
-    REQUEUED_TOKEN,
+    AlreadyRequeuedError,
     DeadLetterEntry,
     DeadLetterNotFoundError,
     RequeueRecord,
     list_dead_letters,
     read_subject,
     requeue_dead_letter,
-    requeue_subject,
 )
 from ._replay import Mismatch, ReplayReport, replay_stream
 from ._status_client import StatusUnavailableError, ask_status, ping_status
 
 __all__ = [
     "REQUEUED_FROM",
-    "REQUEUED_TOKEN",
     "REQUEUE_ROLE",
+    "AlreadyRequeuedError",
     "DeadLetterEntry",
     "DeadLetterNotFoundError",
     "Mismatch",
@@ -36,5 +35,4 @@ __all__ = [
     "read_subject",
     "replay_stream",
     "requeue_dead_letter",
-    "requeue_subject",
 ]

@@ -1,8 +1,12 @@
 """Dead letters for operators: list them with their requeues, and put one back.
 
 ``gitstore-agents dlq requeue ID`` republishes the original message (fetched
-by stream sequence) and records the requeue on ``<prefix>.dlq._requeued``;
-the decision joins the original message's trace and is audited under its git
+by stream sequence) and records the requeue in its slot,
+``<prefix>.dlq._requeued.<id>``: a dead letter is requeued once (if its copy
+fails again, that is a new dead letter). A requeued task goes to a slot of its
+own (``<key>-rq<seq>``), so the original stays where it was and keeps its
+idempotency key; a requeued git event goes back to its own subject. The
+decision joins the original message's trace and is audited under its git
 event.
 """
 
@@ -13,19 +17,23 @@ from collections.abc import Callable
 from datetime import datetime
 
 import msgspec
+import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy, RawStreamMsg
 
 from ..clock import rfc3339, utc_now
 from ..config import GIT_PUSH, Topology
+from ..consumers import SLOT_TAKEN
 from ..envelopes import (
+    REQUEUED_TOKEN,
     AuditDecision,
     DeadLetter,
-    Subjects,
     TaskRequest,
     canonical_json,
     decode,
     headers,
+    slot_of,
+    slot_token,
 )
 from ..errors import GitStoreAgentsError
 from ..telemetry import (
@@ -36,9 +44,6 @@ from ..telemetry import (
     inject,
     message_ids,
 )
-
-REQUEUED_TOKEN = "_requeued"
-"""Last subject token of requeue records (``_`` keeps it apart from every task kind)."""
 
 REQUEUED_FROM = "GitStore-Requeued-From"
 """Header on a requeued message: the dead letter it came from."""
@@ -73,9 +78,10 @@ class DeadLetterNotFoundError(GitStoreAgentsError):
     code = "dead-letter-not-found"
 
 
-def requeue_subject(subjects: Subjects) -> str:
-    """Subject of requeue records."""
-    return f"{subjects.prefix}.dlq.{REQUEUED_TOKEN}"
+class AlreadyRequeuedError(GitStoreAgentsError):
+    """The dead letter was requeued before (a dead letter is requeued once)."""
+
+    code = "already-requeued"
 
 
 class DeadLetterEntry(msgspec.Struct, frozen=True, kw_only=True):
@@ -126,9 +132,10 @@ async def list_dead_letters(js: JetStreamContext, topology: Topology) -> list[De
     for seq, subject, data, _ in await read_subject(
         js, topology.failures_stream, subjects.dead_letters_all()
     ):
-        if subject == requeue_subject(subjects):
-            record = msgspec.json.decode(data, type=RequeueRecord)
-            requeues.setdefault(record.id, []).append(record)
+        if subject.split(".")[-2:-1] == [REQUEUED_TOKEN]:
+            with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
+                record = msgspec.json.decode(data, type=RequeueRecord)
+                requeues.setdefault(record.id, []).append(record)
             continue
         try:
             letter = msgspec.json.decode(data, type=DeadLetter)
@@ -151,14 +158,14 @@ async def requeue_dead_letter(
 ) -> RequeueRecord:
     """Republish the original message of dead letter ``letter_id`` and record it.
 
-    The copy gets a ``Nats-Msg-Id`` derived from the dead letter (requeueing the
-    same letter twice within the duplicate window stores one copy) and a
+    The copy gets a ``Nats-Msg-Id`` derived from the dead letter and a
     ``GitStore-Requeued-From`` header. The payload is untouched, so the task
-    keeps its idempotency key: the ledger lets it run again unless it
-    succeeded meanwhile.
+    keeps its idempotency key: it runs again, and its result is stored
+    unless one was stored meanwhile.
 
     Raises:
         DeadLetterNotFoundError: no dead letter has this id.
+        AlreadyRequeuedError: it was requeued before.
         nats.js.errors.NotFoundError: the original is gone from its stream.
     """
     entries = {e.letter.id: e for e in await list_dead_letters(js, topology)}
@@ -166,6 +173,13 @@ async def requeue_dead_letter(
     if entry is None:
         raise DeadLetterNotFoundError(
             f"no dead letter with id {letter_id!r} (see `gitstore-agents dlq list`)"
+        )
+    if entry.requeues:
+        done = entry.requeues[0]
+        raise AlreadyRequeuedError(
+            f"dead letter {letter_id} was requeued at {done.requeued_at} by {done.by} "
+            f"(to {done.subject}, seq {done.stream_seq}); if that copy failed again it "
+            "has a dead letter of its own"
         )
     letter = entry.letter
     original = await js.get_msg(letter.stream, letter.stream_seq)
@@ -177,28 +191,50 @@ async def requeue_dead_letter(
     original_id = headers.get_header(original.headers, headers.MSG_ID) or letter.id
     msg_id = f"{original_id}/requeue/{letter.id}"
     subject = original.subject or letter.subject
-    ack = await js.publish(
-        subject,
-        original.data or b"",
-        headers={**original_headers, headers.MSG_ID: msg_id, REQUEUED_FROM: letter.id},
-    )
+    if letter.stream == topology.tasks_stream:
+        # The original's slot is taken by the original: the copy gets its own.
+        slot = slot_of(subject)
+        if letter.idempotency_key is not None:
+            slot = slot_token(letter.idempotency_key)
+        subject = f"{subject.rsplit('.', 1)[0]}.{slot}-rq{letter.stream_seq}"
+    try:
+        ack = await js.publish(
+            subject,
+            original.data or b"",
+            headers={**original_headers, headers.MSG_ID: msg_id, REQUEUED_FROM: letter.id},
+        )
+        stream, seq = ack.stream, ack.seq
+    except nats.js.errors.APIError as exc:
+        if getattr(exc, "err_code", None) != SLOT_TAKEN:
+            raise
+        # Copied by an earlier requeue that could not record itself: record it now.
+        stored = await js.get_last_msg(letter.stream, subject)
+        stream, seq = letter.stream, stored.seq or 0
     record = RequeueRecord(
         id=letter.id,
         requeued_at=rfc3339(now()),
         by=by,
         subject=subject,
-        stream=ack.stream,
-        stream_seq=ack.seq,
+        stream=stream,
+        stream_seq=seq,
         msg_id=msg_id,
     )
-    await js.publish(
-        requeue_subject(topology.subjects),
-        canonical_json(record),
-        headers={
-            headers.MSG_ID: f"requeued:{letter.id}:{ack.seq}",
-            headers.CONTENT_TYPE: headers.JSON,
-        },
-    )
+    try:
+        await js.publish(
+            topology.subjects.requeue_record(letter.id),
+            canonical_json(record),
+            headers={
+                headers.MSG_ID: f"requeued:{letter.id}",
+                headers.CONTENT_TYPE: headers.JSON,
+                headers.SCHEMA_VERSION: record.schema_version,
+            },
+        )
+    except nats.js.errors.APIError as exc:
+        if getattr(exc, "err_code", None) != SLOT_TAKEN:
+            raise
+        raise AlreadyRequeuedError(
+            f"dead letter {letter_id} was requeued meanwhile by someone else"
+        ) from None
     await _audit_requeue(js, topology, letter, original, record)
     return record
 

@@ -1,11 +1,11 @@
 """Replay history: re-execute a stream's messages, or verify they still produce the same bytes.
 
 Without ``verify`` each message goes through its role's handler exactly as a
-worker would (ledger claims, publish boundary, deterministic ``Nats-Msg-Id``):
-unchanged work is skipped or deduplicated, work for a new module digest runs
-fresh. With ``verify`` nothing is published and the ledger is only read: each
-task (and, for git events, each follow-up) is run in-process and its output
-digest compared with the one the ledger recorded — a difference means a
+worker would (the publish boundary, the slots): work whose result is stored
+finds its slot taken and stores nothing new, work for a new module digest
+runs fresh. With ``verify`` nothing is published: each task (and, for git
+events, each follow-up) is run in-process and its output digest compared
+with the validation request stored in its slot — a difference means a
 module is not deterministic.
 """
 
@@ -17,23 +17,34 @@ import msgspec
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from ..config import PLANNER
-from ..consumers import Delivery, RunState, Settle
-from ..envelopes import TaskRequest, decode
+from ..consumers import Delivery, Settle
+from ..envelopes import TaskRequest, ValidationRequest, decode, slot_token
 from ..errors import ConfigError, GitStoreAgentsError
-from ..pipeline import PlannerHandler, TaskHandler, follow_up_tasks
+from ..pipeline import Derived, PlannerHandler, TaskHandler, follow_up_tasks
 from ..service import Runtime
 
 _READ_TIMEOUT_S = 5.0
+_VALIDATION = msgspec.json.Decoder(ValidationRequest)
 
 
 class Mismatch(msgspec.Struct, frozen=True, kw_only=True):
-    """A task whose replayed output differs from what the ledger recorded."""
+    """A task whose replayed output differs from the result stored in its slot.
+
+    Attributes:
+        idempotency_key: The task's key.
+        kind: Its kind.
+        path: Its catalog file.
+        stored_state: ``succeeded`` or ``failed`` (what its slots hold).
+        stored_digest: The stored output digest (``succeeded``).
+        replay_code: What the replay came to (``ok`` or a failure code).
+        replay_digest: The replayed output's digest (``ok``).
+    """
 
     idempotency_key: str
     kind: str
     path: str
-    ledger_state: str
-    ledger_digest: str | None
+    stored_state: str
+    stored_digest: str | None
     replay_code: str
     replay_digest: str | None
 
@@ -48,9 +59,9 @@ class ReplayReport(msgspec.Struct, kw_only=True):
         messages: Messages read.
         settled: (re-execute) how the handlers settled them: ack/term/nak.
         verified: (verify) tasks run and compared.
-        matched: (verify) tasks whose digest equals the ledger's.
-        not_in_ledger: (verify) tasks the ledger has no final record of.
-        mismatches: (verify) tasks whose replay differs from the ledger.
+        matched: (verify) tasks whose replay equals the stored result.
+        not_stored: (verify) tasks with no stored result (never finished).
+        mismatches: (verify) tasks whose replay differs from the stored result.
         errors: Messages that could not be read as envelopes.
     """
 
@@ -61,7 +72,7 @@ class ReplayReport(msgspec.Struct, kw_only=True):
     settled: dict[str, int] = msgspec.field(default_factory=dict)
     verified: int = 0
     matched: int = 0
-    not_in_ledger: int = 0
+    not_stored: int = 0
     mismatches: list[Mismatch] = msgspec.field(default_factory=list)
     errors: list[str] = msgspec.field(default_factory=list)
 
@@ -158,26 +169,25 @@ async def _verify(runtime: Runtime, delivery: Delivery, event: bool, report: Rep
             if not isinstance(planner, PlannerHandler):
                 raise ConfigError("replay --verify of events needs the planner role")
             _, queue = await planner.plan(delivery)
+            tasks = [d.task for d in queue]
         else:
-            queue = [decode(delivery.data, TaskRequest)]
+            tasks = [decode(delivery.data, TaskRequest)]
     except GitStoreAgentsError as exc:
         report.errors.append(f"seq {delivery.stream_seq}: {exc}")
         return
-    while queue:
-        task = queue.pop(0)
+    while tasks:
+        task = tasks.pop(0)
         handler = _task_handler(runtime, task.kind)
         if handler is None:
             report.errors.append(f"task {task.task_id}: no role in this process runs {task.kind}")
             continue
         execution = await handler.execute(task)
         report.verified += 1
-        assert runtime.ledger is not None
-        found = await runtime.ledger.get(task.idempotency_key)
-        record = found[0] if found else None
-        if record is None or not record.state.settled:
-            report.not_in_ledger += 1
-        elif (record.state is RunState.SUCCEEDED) == (execution.code == "ok") and (
-            record.state is RunState.FAILED or record.output_digest == execution.output_digest
+        state, digest = await _stored(runtime, task)
+        if state is None:
+            report.not_stored += 1
+        elif (state == "succeeded") == execution.ok and (
+            state == "failed" or digest == execution.output_digest
         ):
             report.matched += 1
         else:
@@ -186,15 +196,34 @@ async def _verify(runtime: Runtime, delivery: Delivery, event: bool, report: Rep
                     idempotency_key=task.idempotency_key,
                     kind=task.kind,
                     path=task.path,
-                    ledger_state=str(record.state),
-                    ledger_digest=record.output_digest,
+                    stored_state=state,
+                    stored_digest=digest,
                     replay_code=execution.code,
                     replay_digest=execution.output_digest,
                 )
             )
-        if event and execution.code == "ok" and isinstance(execution.output, dict):
+        if event and execution.ok:
             # Follow-ups descend from this output: verify them as well.
-            queue += follow_up_tasks(task, execution.output, handler.settings.follow_ups)
+            follow_ups: list[Derived] = follow_up_tasks(
+                task, execution.raw, handler.settings.follow_ups
+            )
+            tasks += [f.task for f in follow_ups]
+
+
+async def _stored(runtime: Runtime, task: TaskRequest) -> tuple[str | None, str | None]:
+    """What ``task``'s slots hold: (``succeeded``, digest), (``failed``, None) or (None, None)."""
+    assert runtime.results is not None
+    topology = runtime.config.topology
+    subjects = topology.subjects
+    done = await runtime.results.last(
+        topology.validation_stream, subjects.validation(task.kind, task.idempotency_key)
+    )
+    if done is not None:
+        return "succeeded", _VALIDATION.decode(done.data).output_digest
+    failed = await runtime.results.last(
+        topology.failures_stream, subjects.failure(task.kind, slot_token(task.idempotency_key))
+    )
+    return ("failed", None) if failed is not None else (None, None)
 
 
 def _task_handler(runtime: Runtime, kind: str) -> TaskHandler | None:

@@ -4,31 +4,58 @@ The roles' handlers live here: the planner turns a git event into tasks, a
 task handler runs one task in the sandbox and proposes its output for
 validation, the dead-letter writer records messages whose deliveries ran out.
 Each handler receives a ``consumers.Delivery``, publishes only through its
-role's ``guardrails.PublishBoundary`` and returns a ``consumers.Decision``;
-the JetStream side settles the message by it.
+role's ``consumers.Publisher`` (behind the role's publish boundary), ends
+every failure on the one report path (``Reporter``) and returns a
+``consumers.Decision``; the JetStream side settles the message by it.
+``run_task``/``judge`` decide what a run means for workers, ``replay
+--verify`` and ``sandbox run`` alike.
 """
 
-from ._dead_letters import DeadLetterWriter, MaxDeliveriesAdvisory, dead_letter_id
-from ._derive import derive_task
+from ._audit import AuditLog
+from ._dead_letters import (
+    DeadLetterWriter,
+    MaxDeliveriesAdvisory,
+    StreamReader,
+    TrailReader,
+    dead_letter_id,
+)
+from ._derive import Derived, derive_task
+from ._execute import INPUT_REJECTED_EXIT_CODE, Execution, Runner, field_errors, judge, run_task
 from ._follow_ups import FollowUpSpec, follow_up_tasks
 from ._modules import ModuleLoader
 from ._offload import SandboxOffload
 from ._planner import PlannerHandler, plan_tasks
-from ._task import INPUT_REJECTED_EXIT_CODE, Execution, TaskHandler, TaskSettings
+from ._report import About, Failure, Reporter, classify, envelope_headers, stderr_tail
+from ._task import LOOKUP_FUEL, TaskHandler, TaskSettings
 
 __all__ = [
     "INPUT_REJECTED_EXIT_CODE",
+    "LOOKUP_FUEL",
+    "About",
+    "AuditLog",
     "DeadLetterWriter",
+    "Derived",
     "Execution",
+    "Failure",
     "FollowUpSpec",
     "MaxDeliveriesAdvisory",
     "ModuleLoader",
     "PlannerHandler",
+    "Reporter",
+    "Runner",
     "SandboxOffload",
+    "StreamReader",
     "TaskHandler",
     "TaskSettings",
+    "TrailReader",
+    "classify",
     "dead_letter_id",
     "derive_task",
+    "envelope_headers",
+    "field_errors",
     "follow_up_tasks",
+    "judge",
     "plan_tasks",
+    "run_task",
+    "stderr_tail",
 ]

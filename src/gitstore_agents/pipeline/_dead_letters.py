@@ -3,39 +3,29 @@
 When a message runs out of deliveries the server publishes a max-deliveries
 advisory. A stream (``GITSTORE_ADVISORIES``) captures those advisories, so none
 is lost while no worker runs; each role's dead-letter writer consumes the
-advisories of its own durable and publishes a ``DeadLetter`` (shaped like
-GitStore's poison items) to ``<prefix>.dlq.<kind>``. Its ``Nats-Msg-Id`` is
-derived from the stream and sequence, so two replicas handling the same
-advisory store one dead letter.
+advisories of its own durable and stores a ``DeadLetter`` (shaped like
+GitStore's poison items) in its slot, ``<prefix>.dlq.<kind>.<stream>-<seq>``:
+two replicas handling the same advisory store one dead letter.
 
-``gitstore-agents dlq requeue ID`` republishes the original message (fetched by
-stream sequence) and records the requeue on ``<prefix>.dlq._requeued``.
-
-Both decisions (``dead-lettered``, ``requeued``) join the original message's
-trace and are audited under its git event.
+The letter carries the last failure's code and message, read back from the
+audit trail (every retry was recorded before its nak), and goes through the
+role's report path like every diagnostic. The decision joins the original
+message's trace and is audited under its git event. ``gitstore-agents dlq``
+lists and requeues dead letters (``ops``).
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Awaitable, Callable
 
 import msgspec
 import nats.errors
 import nats.js.errors
+import structlog
 from nats.js.api import RawStreamMsg
 
-from ..clock import rfc3339, utc_now
 from ..config import GIT_PUSH, Topology
-from ..consumers import (
-    Decision,
-    Delivery,
-    Ledger,
-    LedgerUnavailableError,
-    PublishFailedError,
-    Settle,
-    publish_confirmed,
-)
+from ..consumers import Decision, Delivery, Settle
 from ..envelopes import (
     AuditDecision,
     DeadLetter,
@@ -43,25 +33,24 @@ from ..envelopes import (
     Stage,
     Subjects,
     TaskRequest,
-    canonical_json,
     decode,
-    headers,
+    slot_of,
+    subject_token,
     task_kind,
 )
 from ..errors import GitStoreAgentsError
-from ..guardrails import Outbound, PublishBoundary, PublishRefusedError
-from ..telemetry import (
-    DecisionRecord,
-    Observer,
-    annotate,
-    continue_trace,
-)
+from ..telemetry import TrailEntry, annotate, continue_trace
+from ._report import About, Reporter
+
+log = structlog.get_logger(__name__)
 
 # The writer retries an advisory it could not handle (NATS briefly down).
 _RETRY_DELAY_S = 2.0
 
 StreamReader = Callable[[str, int], Awaitable[RawStreamMsg]]
 """Reads one stream message by (stream, sequence)."""
+TrailReader = Callable[[str], Awaitable[list[TrailEntry]]]
+"""Reads the audit records of one git event, in stream order."""
 
 
 class MaxDeliveriesAdvisory(msgspec.Struct, frozen=True, kw_only=True):
@@ -86,13 +75,9 @@ class DeadLetterWriter:
 
     Args:
         read: Reads the original message by stream sequence.
-        ledger: Supplies the last error and attempts; records the dead letter.
-        boundary: The role's publish boundary (allows ``<prefix>.dlq.>``).
+        trail: Reads the audit records of a git event (the last failure is there).
+        reporter: The role's report path (publisher, audit log, headers).
         topology: Stream names and subjects.
-        observer: Receives the decision.
-        role: Role name (for decision records).
-        worker_id: This process's id.
-        publish_timeout_s: Bound on waiting for the PubAck.
         kinds: Kinds the role may file dead letters under (the first is the
             fallback for messages whose kind cannot be read).
     """
@@ -101,31 +86,24 @@ class DeadLetterWriter:
         self,
         *,
         read: StreamReader,
-        ledger: Ledger,
-        boundary: PublishBoundary,
+        trail: TrailReader,
+        reporter: Reporter,
         topology: Topology,
-        observer: Observer,
-        role: str,
-        worker_id: str,
-        publish_timeout_s: float,
         kinds: tuple[str, ...],
     ) -> None:
-        self._kinds = kinds
         self._read = read
-        self._ledger = ledger
-        self._boundary = boundary
+        self._trail = trail
+        self._report = reporter
         self._topology = topology
-        self._observer = observer
-        self._role = role
-        self._worker_id = worker_id
-        self._publish_timeout_s = publish_timeout_s
+        self._kinds = kinds
 
     async def __call__(self, delivery: Delivery) -> Decision:
         """Write the dead letter one advisory asks for."""
         try:
-            advisory = msgspec.json.decode(delivery.data, type=MaxDeliveriesAdvisory)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            return Decision(settle=Settle.TERM, code="advisory-invalid", reason=str(exc))
+            advisory = _ADVISORY.decode(delivery.data)
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
+            log.warning("unreadable max-deliveries advisory", error=str(exc)[:500])
+            return Decision(settle=Settle.TERM, code="advisory-invalid", reason=str(exc)[:500])
         try:
             original: RawStreamMsg | None = await self._read(advisory.stream, advisory.stream_seq)
         except nats.js.errors.NotFoundError:
@@ -137,128 +115,141 @@ class DeadLetterWriter:
                 code="stream-unavailable",
                 reason=repr(exc),
             )
-        try:
-            letter, event_id = await self._dead_letter(advisory, original)
-        except LedgerUnavailableError as exc:
-            return Decision(
-                settle=Settle.NAK, nak_delay_s=_RETRY_DELAY_S, code=exc.code, reason=exc.message
-            )
-        annotate(role=self._role, event_id=event_id, idempotency_key=letter.idempotency_key)
-        message = Outbound(
-            subject=self._topology.subjects.dead_letter(letter.kind),
-            payload=canonical_json(letter),
-            headers={
-                headers.MSG_ID: f"dlq:{advisory.stream}:{advisory.stream_seq}",
-                headers.CONTENT_TYPE: headers.JSON,
-            },
-        )
         # The advisory carries no trace; the message it is about does.
-        original_headers = original.headers if original is not None else None
-        with continue_trace(original_headers, f"dead-letter {letter.kind}"):
-            trail = list(self._observer.decided(self._record(advisory, letter, event_id)))
+        original_headers = dict(original.headers or {}) if original is not None else {}
+        about, letter_kind, namespace, name = self._identify(advisory, original)
+        with continue_trace(original_headers, f"dead-letter {letter_kind}"):
+            annotate(role=self._report.role, event_id=about.event_id)
+            last_error, last_at = await self._last_failure(about)
+            letter = DeadLetter(
+                id=about.token,
+                kind=letter_kind,
+                namespace=namespace,
+                name=name,
+                attempts=advisory.deliveries,
+                last_error=last_error,
+                last_attempt_at=last_at or advisory.timestamp,
+                # The advisory's time, not ours: replicas writing the same dead
+                # letter produce the same bytes.
+                quarantined_at=advisory.timestamp,
+                stream=advisory.stream,
+                stream_seq=advisory.stream_seq,
+                subject=_bounded((original.subject or "") if original is not None else "")
+                or "unknown",
+                idempotency_key=about.idempotency_key,
+            )
+            report = self._report
             try:
-                await publish_confirmed(
-                    self._boundary, [message, *trail], timeout_s=self._publish_timeout_s
+                published = await report.publisher.publish(
+                    [
+                        report.outbound(
+                            self._topology.subjects.dead_letter(letter_kind, letter.id),
+                            letter,
+                            about,
+                            msg_id=f"dlq:{letter.id}",
+                        )
+                    ]
                 )
-            except (PublishFailedError, PublishRefusedError) as exc:
+            except GitStoreAgentsError as exc:
                 return Decision(
-                    settle=Settle.NAK,
-                    nak_delay_s=_RETRY_DELAY_S,
-                    code=exc.code,
-                    reason=exc.message,
+                    settle=Settle.NAK, nak_delay_s=_RETRY_DELAY_S, code=exc.code, reason=exc.message
                 )
-        if letter.idempotency_key is not None:
-            # The dead letter is stored; the ledger state is only informational.
-            with contextlib.suppress(LedgerUnavailableError):
-                await self._ledger.mark_dead_lettered(
-                    letter.idempotency_key, error=letter.last_error
-                )
-        return Decision(settle=Settle.ACK, code="dead-lettered", reason=letter.id)
+            record = report.record(
+                about,
+                AuditDecision.DEAD_LETTERED,
+                code="deliveries-exhausted",
+                reason=last_error,
+                refs={"dead_letter": letter.id}
+                | ({"stored": "before"} if published[0].stored_before else {}),
+                stage=Stage.DEAD_LETTER,
+            )
+            decision = Decision(settle=Settle.ACK, code="deliveries-exhausted", reason=letter.id)
+            settled = await report.settle([record], decision, about)
+        if settled.settle is Settle.NAK:
+            return msgspec.structs.replace(settled, nak_delay_s=_RETRY_DELAY_S)
+        return settled
 
-    async def _dead_letter(
+    def _identify(
         self, advisory: MaxDeliveriesAdvisory, original: RawStreamMsg | None
-    ) -> tuple[DeadLetter, str | None]:
-        """The dead letter for ``advisory`` and the git event its message descends from."""
-        kind, namespace, key, event_id = self._kinds[0], "", None, None
-        name = dead_letter_id(advisory.stream, advisory.stream_seq)
+    ) -> tuple[About, str, str, str]:
+        """(what the message is about, its kind, namespace and name for the letter)."""
         subject = (original.subject or "") if original is not None else ""
         data = (original.data or b"") if original is not None else b""
-        last_error = "deliveries exhausted"
-        last_attempt_at = advisory.timestamp
+        delivery = Delivery(
+            subject=subject,
+            data=b"",
+            headers=dict(original.headers or {}) if original is not None else {},
+            stream=advisory.stream,
+            stream_seq=advisory.stream_seq,
+            num_delivered=max(advisory.deliveries, 1),
+        )
+        letter_id = dead_letter_id(advisory.stream, advisory.stream_seq)
+        fallback = _kind_from_subject(subject, self._topology.subjects) or self._kinds[0]
+        kind = fallback if fallback in self._kinds else self._kinds[0]
+        about = msgspec.structs.replace(About.unread(delivery, kind), token=letter_id)
+        namespace = _token(slot_of(subject)) if subject else "unknown"
+        name = letter_id
         try:
             if advisory.stream == self._topology.events_stream:
                 event = decode(data, GitEvent)
-                kind, namespace, name = GIT_PUSH, event.repository_id, event.event_id
-                event_id = event.event_id
+                about = msgspec.structs.replace(about.event(event), token=letter_id)
+                namespace, name = event.repository_id, event.event_id
             else:
                 task = decode(data, TaskRequest)
-                kind, namespace, name, key = (
-                    task_kind(task.kind),
-                    task.repository_id,
-                    task.task_id,
-                    task.idempotency_key,
-                )
-                event_id = task.source_event_id
-        except GitStoreAgentsError:
-            kind = _kind_from_subject(subject, self._topology.subjects) or kind
-        if kind not in self._kinds:
-            kind = self._kinds[0]
-        if key is not None:
-            found = await self._ledger.get(key)
-            if found is not None:
-                record = found[0]
-                last_error = record.last_error or (
-                    f"no result after {record.attempts} claim(s); last claimed by "
-                    f"{record.worker_id} (lease until {record.lease_until})"
-                )
-                last_attempt_at = record.started_at or last_attempt_at
-        letter = DeadLetter(
-            id=dead_letter_id(advisory.stream, advisory.stream_seq),
-            kind=kind,
-            namespace=namespace,
-            name=name,
-            attempts=advisory.deliveries,
-            last_error=last_error,
-            last_attempt_at=last_attempt_at,
-            # The advisory's time, not ours: replicas writing the same dead
-            # letter produce the same bytes.
-            quarantined_at=advisory.timestamp,
-            stream=advisory.stream,
-            stream_seq=advisory.stream_seq,
-            subject=subject,
-            idempotency_key=key,
-        )
-        return letter, event_id
+                about = msgspec.structs.replace(about.task(task, self._kinds), token=letter_id)
+                namespace, name = task.repository_id, task.task_id
+        except Exception:  # unreadable originals are dead-lettered all the same
+            pass
+        return about, about.kind, namespace, name
 
-    def _record(
-        self, advisory: MaxDeliveriesAdvisory, letter: DeadLetter, event_id: str | None
-    ) -> DecisionRecord:
-        return DecisionRecord(
-            decision=AuditDecision.DEAD_LETTERED,
-            role=self._role,
-            worker_id=self._worker_id,
-            code="deliveries-exhausted",
-            reason=letter.last_error,
-            stream=advisory.stream,
-            stream_seq=advisory.stream_seq,
-            attempt=advisory.deliveries,
-            event_id=event_id,
-            idempotency_key=letter.idempotency_key,
-            task_id=letter.name if letter.kind != GIT_PUSH else None,
-            kind=letter.kind,
-            refs={"dead_letter": letter.id},
-            stage=Stage.DEAD_LETTER,
-            at=rfc3339(utc_now()),
+    async def _last_failure(self, about: About) -> tuple[str, str | None]:
+        """``code: message`` of the last failure recorded for ``about``, and when."""
+        if about.event_id is not None:
+            try:
+                entries = await self._trail(about.event_id)
+            except Exception as exc:
+                log.warning("audit trail unreadable for a dead letter", error=str(exc))
+                entries = []
+            found = None
+            for entry in entries:
+                record = entry.record
+                if record.decision not in _FAILURE_DECISIONS:
+                    continue
+                if record.idempotency_key == about.idempotency_key:
+                    found = record
+            if found is not None:
+                return _bounded(f"{found.code}: {found.reason}"), found.at
+        return (
+            "deliveries exhausted: no failure was recorded for its deliveries (the worker "
+            "stopped, crashed or could not reach NATS while handling it)",
+            None,
         )
+
+
+_ADVISORY = msgspec.json.Decoder(MaxDeliveriesAdvisory)
+_FAILURE_DECISIONS = frozenset({AuditDecision.RETRIED, AuditDecision.FAILED, AuditDecision.REFUSED})
 
 
 def _kind_from_subject(subject: str, subjects: Subjects) -> str | None:
-    for prefix in (f"{subjects.prefix}.tasks.", f"{subjects.prefix}.events.git.push."):
-        if subject.startswith(prefix):
-            if prefix.endswith("git.push."):
-                return GIT_PUSH
-            try:
-                return task_kind(subject.removeprefix(prefix))
-            except GitStoreAgentsError:
-                return None
+    """The task kind a subject is about (``git.push`` for events), if it names one."""
+    if subject.startswith(f"{subjects.prefix}.events.git.push."):
+        return GIT_PUSH
+    prefix = f"{subjects.prefix}.tasks."
+    if subject.startswith(prefix):
+        kind = subject.removeprefix(prefix).rsplit(".", 1)[0]
+        try:
+            return task_kind(kind)
+        except GitStoreAgentsError:
+            return None
     return None
+
+
+def _token(value: str) -> str:
+    try:
+        return subject_token(value, field="namespace")
+    except GitStoreAgentsError:
+        return "unknown"
+
+
+def _bounded(text: str, limit: int = 4096) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."

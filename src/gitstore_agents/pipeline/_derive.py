@@ -5,20 +5,42 @@ role derives follow-ups from compile results; both go through ``derive_task``
 so a task's ``task_id`` and sandbox ``seed`` are always the same function of
 its idempotency key (docs/contracts.md), which is itself a function of
 (source key, kind, input digest, module digest).
+
+Inputs are passed as their canonical bytes, not as values: a follow-up's
+input embeds its parent's output, already canonical, so it is spliced in
+rather than walked and encoded again.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from ..envelopes import Limits, TaskRequest, canonical_digest, derive_idempotency_key
+import msgspec
+
+from ..envelopes import Limits, TaskRequest, derive_idempotency_key, sha256_digest
+
+_ENCODER = msgspec.json.Encoder(order="sorted")
+
+
+class Derived(msgspec.Struct, frozen=True, kw_only=True):
+    """A derived task and its bytes.
+
+    Attributes:
+        task: The task (its ``input`` is the canonical input, embedded verbatim).
+        stdin: The canonical input bytes (what the module reads).
+        payload: The task's canonical JSON (what is published).
+    """
+
+    task: TaskRequest
+    stdin: bytes
+    payload: bytes
 
 
 def derive_task(
     *,
     source_key: str,
     kind: str,
-    task_input: dict[str, Any],
+    input_bytes: bytes,
     module_digest: str,
     limits: Limits,
     source_event_id: str,
@@ -27,16 +49,20 @@ def derive_task(
     path: str,
     logical_time: str,
     parent_key: str | None = None,
-) -> TaskRequest:
-    """The task that runs ``module_digest`` on ``task_input``, keyed under ``source_key``.
+) -> Derived:
+    """The task that runs ``module_digest`` on ``input_bytes``, keyed under ``source_key``.
 
     A pure function of its arguments: a replayed or duplicated source derives
     a byte-identical task with the same idempotency key.
+
+    Args:
+        input_bytes: The canonical JSON of the task input (the caller built it
+            canonically: from validated values or already canonical pieces).
     """
-    input_digest = canonical_digest(task_input)
+    input_digest = sha256_digest(input_bytes)
     key = derive_idempotency_key(source_key, kind, input_digest, module_digest)
     hex_key = key.removeprefix("sha256:")
-    return TaskRequest(
+    task = TaskRequest(
         task_id=hex_key[:32],
         kind=kind,
         idempotency_key=key,
@@ -45,10 +71,12 @@ def derive_task(
         commit_sha=commit_sha,
         path=path,
         module_digest=module_digest,
-        input=task_input,
+        # Embedded verbatim when the task is encoded: the input is already canonical.
+        input=cast(Any, msgspec.Raw(input_bytes)),
         input_digest=input_digest,
         limits=limits,
         logical_time=logical_time,
         seed=int(hex_key[:16], 16),
         parent_key=parent_key,
     )
+    return Derived(task=task, stdin=input_bytes, payload=_ENCODER.encode(task))

@@ -5,18 +5,21 @@ validation request, before acking) one ``catalog.enrich`` task and one
 ``extension.run`` task per configured extension. Their keys descend from the
 compile task's key, so a replay derives the same follow-ups and a new module
 (of either task) derives new ones.
+
+A follow-up's input embeds the compile output, which is already canonical:
+its bytes are spliced between the other (sorted) keys instead of being
+decoded, walked and encoded again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import msgspec
 
 from ..config import EXTENSION_RUN, ExtensionConfig
-from ..envelopes import Limits, TaskRequest
-from ._derive import derive_task
+from ..envelopes import Limits, TaskRequest, canonical_json
+from ._derive import Derived, derive_task
 
 
 class FollowUpSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -36,37 +39,51 @@ class FollowUpSpec(msgspec.Struct, frozen=True, kw_only=True):
     extensions: tuple[tuple[ExtensionConfig, str], ...] = ()
 
 
+class _Extension(msgspec.Struct, frozen=True):
+    name: str
+    version: str
+
+
 def follow_up_tasks(
-    parent: TaskRequest, output: Mapping[str, Any], specs: Sequence[FollowUpSpec]
-) -> list[TaskRequest]:
-    """The follow-up tasks of ``parent`` given its (decoded) output.
+    parent: TaskRequest, output: bytes, specs: Sequence[FollowUpSpec]
+) -> list[Derived]:
+    """The follow-up tasks of ``parent`` given its canonical output bytes.
 
     A pure function of its arguments: redelivered, replayed or duplicated
     parents derive byte-identical follow-ups with the same idempotency keys.
+
+    Raises:
+        CanonicalFormError: an extension's configured parameters have no
+            canonical form (a float in the YAML).
     """
-    tasks: list[TaskRequest] = []
+    tasks: list[Derived] = []
+    compiled = b'{"compiled":' + output
     for spec in specs:
         if spec.kind == EXTENSION_RUN:
             for extension, digest in spec.extensions:
-                task_input = {
-                    "extension": {"name": extension.name, "version": extension.version},
-                    "compiled": output,
-                    "parameters": extension.parameters,
-                }
+                # Keys in canonical (sorted) order: compiled, extension, parameters.
+                task_input = (
+                    compiled
+                    + b',"extension":'
+                    + canonical_json(_Extension(extension.name, extension.version))
+                    + b',"parameters":'
+                    + canonical_json(extension.parameters)
+                    + b"}"
+                )
                 tasks.append(_derive(parent, spec.kind, task_input, digest, spec.limits))
         else:
-            task_input = {"compiled": output, "parameters": {}}
+            task_input = compiled + b',"parameters":{}}'
             tasks.append(_derive(parent, spec.kind, task_input, spec.module_digest, spec.limits))
     return tasks
 
 
 def _derive(
-    parent: TaskRequest, kind: str, task_input: dict[str, Any], module: str, limits: Limits
-) -> TaskRequest:
+    parent: TaskRequest, kind: str, task_input: bytes, module: str, limits: Limits
+) -> Derived:
     return derive_task(
         source_key=parent.idempotency_key,
         kind=kind,
-        task_input=task_input,
+        input_bytes=task_input,
         module_digest=module,
         limits=limits,
         source_event_id=parent.source_event_id,

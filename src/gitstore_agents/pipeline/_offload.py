@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 from concurrent.futures import Executor
 
 import msgspec
@@ -61,9 +62,16 @@ class SandboxOffload:
         self._inline_fuel = inline_fuel
         # module digest -> whether each recent run needed more than the cap.
         self._overran: dict[str, collections.deque[bool]] = {}
+        # module digest -> fuel of its recent runs (what a run of it is likely to cost).
+        self._fuel: dict[str, collections.deque[int]] = {}
         self.inline_runs = 0
         self.thread_runs = 0
         self.fallbacks = 0
+
+    def expected_fuel(self, digest: str) -> int | None:
+        """The most fuel a recent run of module ``digest`` used (None: no run seen yet)."""
+        recent = self._fuel.get(digest)
+        return max(recent) if recent else None
 
     async def run(
         self,
@@ -75,7 +83,9 @@ class SandboxOffload:
         seed: int,
     ) -> RunResult:
         """Run ``module`` on ``stdin`` within ``limits``; the same result wherever it ran."""
-        recent = self._overran.setdefault(module.digest, collections.deque(maxlen=_WINDOW))
+        recent = self._overran.get(module.digest)
+        if recent is None:
+            recent = self._overran[module.digest] = collections.deque(maxlen=_WINDOW)
         tried_inline = self._inline_ok(recent)
         if tried_inline:
             capped = limits.fuel > self._inline_fuel
@@ -87,6 +97,7 @@ class SandboxOffload:
             overran = capped and result.outcome is Outcome.FUEL_EXHAUSTED
             recent.append(overran)
             if not overran:
+                self._remember(module.digest, result)
                 return result
             self.fallbacks += 1
         key = id(self._sandbox)
@@ -102,7 +113,15 @@ class SandboxOffload:
         if not tried_inline and result.outcome is not Outcome.DEADLINE_EXCEEDED:
             # What an inline attempt would have done: lets a module come back inline.
             recent.append(result.fuel_used > self._inline_fuel)
+        self._remember(module.digest, result)
         return result
+
+    def _remember(self, digest: str, result: RunResult) -> None:
+        if result.outcome is not Outcome.DEADLINE_EXCEEDED:
+            fuel = self._fuel.get(digest)
+            if fuel is None:
+                fuel = self._fuel[digest] = collections.deque(maxlen=_WINDOW)
+            fuel.append(result.fuel_used)
 
     def _inline_ok(self, recent: collections.deque[bool]) -> bool:
         # Every thread run holds a pool slot; inline runs happen one at a time
@@ -124,5 +143,6 @@ class SandboxOffload:
         return self._sandbox.run(module, stdin, limits, logical_time_ns=logical_time_ns, seed=seed)
 
 
+@functools.lru_cache(maxsize=64)
 def _with_fuel(limits: SandboxLimits, fuel: int) -> SandboxLimits:
     return msgspec.structs.replace(limits, fuel=fuel)

@@ -41,7 +41,8 @@ from ..config import (
 from ..consumers import (
     ConsumerSpec,
     Handler,
-    Ledger,
+    JetStreamPublisher,
+    JetStreamResults,
     PullWorker,
     TopologyError,
     WorkerSettings,
@@ -67,15 +68,25 @@ from ..guardrails import (
     publish_subjects,
 )
 from ..pipeline import (
+    AuditLog,
     DeadLetterWriter,
     FollowUpSpec,
     ModuleLoader,
     PlannerHandler,
+    Reporter,
+    SandboxOffload,
     TaskHandler,
     TaskSettings,
 )
 from ..sandbox import ModuleRegistry, ModuleStore, Sandbox, default_cache_dir
-from ..telemetry import Observer, TelemetryObserver, metrics_text, setup_telemetry
+from ..telemetry import (
+    Observer,
+    TelemetryObserver,
+    TrailEntry,
+    metrics_text,
+    read_trail,
+    setup_telemetry,
+)
 from ._health import HealthServer
 from ._status import StatusReader, StatusService
 
@@ -137,7 +148,7 @@ class Runtime:
         self.worker_id = config.worker_id or default_worker_id()
         # Real trace ids for every delivery; exporters only if OTEL_* asks.
         setup_telemetry()
-        self.observer: Observer = observer or TelemetryObserver(config.topology.subjects)
+        self.observer: Observer = observer or TelemetryObserver()
         if policy is None:
             policy = (
                 load_policy(config.policy_file) if config.policy_file else default_policy(config)
@@ -165,7 +176,8 @@ class Runtime:
         self.workers: list[PullWorker] = []
         self.modules: ModuleLoader | None = None
         self.content: ContentStore | None = None
-        self.ledger: Ledger | None = None
+        self.results: JetStreamResults | None = None
+        self.reporters: dict[str, Reporter] = {}
 
     @property
     def nc(self) -> Client:
@@ -238,8 +250,7 @@ class Runtime:
     async def build(self) -> None:
         """Resolve modules and create each role's handler and worker (no serving yet)."""
         js = self.js
-        kv = await js.key_value(self.config.topology.ledger_bucket)
-        self.ledger = Ledger(kv, unanswered_retry_s=self.config.nats.request_timeout_s)
+        self.results = JetStreamResults(js)
         self._sandbox = self._sandbox or Sandbox(cache_dir=default_cache_dir())
         store = await ModuleStore.open(js, self.config.topology.modules_bucket)
         self.modules = ModuleLoader(ModuleRegistry(self._sandbox, store))
@@ -247,10 +258,12 @@ class Runtime:
             js, bucket=self.config.topology.content_bucket, create=False
         )
         for role in self.roles:
-            handler = await self._handler(role)
+            reporter = self._reporter(role)
+            self.reporters[role] = reporter
+            handler = await self._handler(role, reporter)
             self.handlers[role] = handler
             self.workers.append(self._worker(role, handler))
-            self.workers.append(self._dead_letter_worker(role))
+            self.workers.append(self._dead_letter_worker(role, reporter))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve every role until ``stop`` is set, then drain within ``drain_grace_s``."""
@@ -302,11 +315,12 @@ class Runtime:
     async def _start_status(self) -> None:
         # Every worker answers status queries (one queue group), so the API is
         # up whenever any worker is.
-        assert self.ledger is not None
+        assert self.results is not None
         reader = StatusReader(
             self.nc,
             self.config.topology,
-            self.ledger,
+            self.results,
+            kinds=tuple(kind for role in self.config.roles.values() for kind in role.kinds),
             timeout_s=self.config.nats.request_timeout_s,
         )
         self._status = StatusService(self.nc, reader, self.config.topology, self.worker_id)
@@ -386,24 +400,37 @@ class Runtime:
 
     # -- roles ---------------------------------------------------------------
 
-    async def _handler(self, role: str) -> Handler:
-        assert self.modules is not None
-        assert self.ledger is not None
-        config, settings = self.config, self.config.role(role)
+    def _reporter(self, role: str) -> Reporter:
+        """The role's one way out (boundary, publisher) and its one report path."""
+        config = self.config
+        # The same subjects the role's NATS user is granted (policy nats-config).
+        boundary = PublishBoundary(
+            self.js, publish_subjects(self.policy, role), violations=self.violations
+        )
+        publisher = JetStreamPublisher(boundary, timeout_s=config.publish_timeout_s)
         subjects = config.topology.subjects
+        return Reporter(
+            role=role,
+            worker_id=self.worker_id,
+            subjects=subjects,
+            publisher=publisher,
+            audit=AuditLog(publisher, subjects, role),
+            observer=self.observer,
+            backoff_s=config.role(role).backoff_s,
+        )
+
+    async def _handler(self, role: str, reporter: Reporter) -> Handler:
+        assert self.modules is not None
+        config, settings = self.config, self.config.role(role)
+        topology = config.topology
         if role == PLANNER:
             _, compile_kind = config.kind(MARKDOWN_COMPILE)
-            boundary = self._boundary(role)
             return PlannerHandler(
-                subjects,
+                topology.subjects,
                 {MARKDOWN_COMPILE: await self.modules.digest(compile_kind.module)},
-                boundary,
+                reporter.publisher,
+                reporter,
                 limits={MARKDOWN_COMPILE: compile_kind.limits.task_limits()},
-                backoff_s=settings.backoff_s,
-                publish_timeout_s=config.publish_timeout_s,
-                observer=self.observer,
-                role=role,
-                worker_id=self.worker_id,
                 content=self.content,
             )
         kinds = tuple(sorted(settings.kinds))
@@ -422,7 +449,6 @@ class Runtime:
                 modules=frozenset(digests), ceilings=kind_config.limits.task_limits()
             )
         follow_ups = tuple([await self._follow_up(kind) for kind in settings.follow_ups])
-        boundary = self._boundary(role)
         executor = ThreadPoolExecutor(settings.concurrency, thread_name_prefix=f"sandbox-{role}")
         self._executors.append(executor)
         assert self._sandbox is not None
@@ -430,29 +456,19 @@ class Runtime:
             settings=TaskSettings(
                 role=role,
                 kinds=kinds,
-                worker_id=self.worker_id,
-                lease_s=settings.ack_wait_s,
-                backoff_s=settings.backoff_s,
-                publish_timeout_s=config.publish_timeout_s,
                 follow_ups=follow_ups,
-                inline_fuel=settings.inline_fuel,
+                validation_stream=topology.validation_stream,
+                failures_stream=topology.failures_stream,
             ),
-            sandbox=self._sandbox,
+            offload=SandboxOffload(self._sandbox, executor, inline_fuel=settings.inline_fuel),
             modules=self.modules,
-            ledger=self.ledger,
-            boundary=boundary,
-            subjects=subjects,
-            executor=executor,
+            publisher=reporter.publisher,
+            reporter=reporter,
+            subjects=topology.subjects,
             admission=self._admission(role, allowed),
             output_check=self._output_check,
-            observer=self.observer,
+            results=self.results,
             content=self.content,
-        )
-
-    def _boundary(self, role: str) -> PublishBoundary:
-        # The same subjects the role's NATS user is granted (policy nats-config).
-        return PublishBoundary(
-            self.js, publish_subjects(self.policy, role), violations=self.violations
         )
 
     async def _follow_up(self, kind: str) -> FollowUpSpec:
@@ -489,31 +505,26 @@ class Runtime:
             ensure_consumer=self._check_consumer(spec),
         )
 
-    def _dead_letter_worker(self, role: str) -> PullWorker:
-        assert self.ledger is not None
+    def _dead_letter_worker(self, role: str, reporter: Reporter) -> PullWorker:
         settings = self.config.role(role)
         spec = dead_letter_consumer(self.config, role)
-        subjects = self.config.topology.subjects
+        topology = self.config.topology
         kinds = (GIT_PUSH,) if role == PLANNER else tuple(sorted(settings.kinds))
-        js = self.js
+        js, nc, timeout_s = self.js, self.nc, self.config.nats.request_timeout_s
 
         async def read(stream: str, seq: int) -> RawStreamMsg:
             return await js.get_msg(stream, seq)
 
+        async def trail(event_id: str) -> list[TrailEntry]:
+            return await read_trail(
+                nc,
+                topology.audit_stream,
+                topology.subjects.audit_of_event(event_id),
+                timeout_s=timeout_s,
+            )
+
         writer = DeadLetterWriter(
-            read=read,
-            ledger=self.ledger,
-            boundary=PublishBoundary(
-                js,
-                [*(subjects.dead_letter(k) for k in kinds), subjects.audit_all()],
-                violations=self.violations,
-            ),
-            topology=self.config.topology,
-            observer=self.observer,
-            role=role,
-            worker_id=self.worker_id,
-            publish_timeout_s=self.config.publish_timeout_s,
-            kinds=kinds,
+            read=read, trail=trail, reporter=reporter, topology=topology, kinds=kinds
         )
         return PullWorker(
             self.nc,

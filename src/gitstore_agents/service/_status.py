@@ -5,14 +5,14 @@ once), discoverable with ``nats micro ls`` / ``nats micro info
 gitstore-agents-status``. Two endpoints, JSON in and out:
 
 * ``<prefix>.status.event`` ``{"event_id": …}`` → ``EventStatus``: the event's
-  tasks (from its audit records) with their state from the ledger;
+  tasks (from its audit records) with their state from their slots;
 * ``<prefix>.status.key`` ``{"idempotency_key": …}`` (optionally
-  ``"event_id"``) → ``KeyStatus``: one task's ledger record and story.
+  ``"event_id"``) → ``KeyStatus``: one task's state and story.
 
 Both answers carry the git event's trace id (the trace the control plane's
 publish started), so the control plane can show it in its own API response.
 Errors are micro-service errors (``Nats-Service-Error-Code`` 400 for a bad
-request, 503 when the audit stream or ledger cannot be read).
+request, 503 when the audit trail or a slot cannot be read).
 """
 
 from __future__ import annotations
@@ -32,11 +32,11 @@ from nats.micro.service import Service
 from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
 
 from ..config import Topology
-from ..consumers import Ledger, RunRecord
-from ..envelopes import headers
+from ..consumers import ResultStore
+from ..envelopes import headers, slot_token
 from ..envelopes._types import UUID_PATTERN
 from ..errors import GitStoreAgentsError
-from ..telemetry import EventStory, TaskStory, build_story, extract, read_trail, tracer
+from ..telemetry import EventStory, TaskStory, build_story, extract, read_event_trail, tracer
 
 STATUS_SERVICE = "gitstore-agents-status"
 """Name of the micro service (``nats micro info gitstore-agents-status``)."""
@@ -72,14 +72,14 @@ class TaskStatus(msgspec.Struct, frozen=True, kw_only=True):
         kind: Its kind.
         path: Catalog file it is about.
         parent_key: Key of the task whose output it consumes (follow-ups).
-        state: The ledger's state (``running``, ``retrying``, ``succeeded``,
-            ``failed``, ``dead-lettered``); without a ledger record, what the
-            audit trail says (``planned``, ``refused``, ...).
-        attempts: Runs claimed so far (the ledger's count).
+        state: ``succeeded`` (its validation request is stored), ``failed`` or
+            ``refused`` (its diagnostic is), else what the audit trail says
+            (``planned``, ``running``, ``retrying``, ``dead-lettered``, ...).
+        attempts: Deliveries recorded so far.
         output_digest: Digest of the published output (``succeeded``).
         result_seq: Stream sequence of its validation request (``succeeded``).
         last_error: ``code: message`` of the last failed attempt.
-        updated_at: When the ledger record last changed.
+        updated_at: When its last decision was made.
         trace_id: Trace id of the task's latest decision.
     """
 
@@ -153,31 +153,63 @@ class _KeyRequest(msgspec.Struct, frozen=True):
     event_id: str | None = None
 
 
+class _StoredValidation(msgspec.Struct):
+    """Just what a status needs of a stored validation request (not its output)."""
+
+    output_digest: str | None = None
+
+
+class _StoredFailure(msgspec.Struct):
+    code: str = ""
+    message: str = ""
+    occurred_at: str | None = None
+
+
+class _StoredTask(msgspec.Struct):
+    source_event_id: str | None = None
+
+
+_VALIDATION = msgspec.json.Decoder(_StoredValidation)
+_FAILURE = msgspec.json.Decoder(_StoredFailure)
+_TASK = msgspec.json.Decoder(_StoredTask)
+# Lookups of one status answer in flight at once (an event may have many tasks).
+_LOOKUPS = 32
+
+
 class StatusReader:
-    """Builds statuses from the audit stream and the ledger.
+    """Builds statuses from the audit trail and the slots that hold the results.
+
+    A task's state is what its slots hold (a validation request: ``succeeded``;
+    a diagnostic: ``failed``), else what its audit records say (``planned``,
+    ``running``, ``retrying``, ``dead-lettered``...).
 
     Args:
         nc: The connection (audit records are read with direct gets).
         topology: Stream and subject names.
-        ledger: The idempotency ledger.
+        results: Reads slots.
+        kinds: The task kinds a key may belong to (a key alone does not say).
         timeout_s: Bound on reading the audit stream.
     """
 
     def __init__(
-        self, nc: Client, topology: Topology, ledger: Ledger, *, timeout_s: float = 5.0
+        self,
+        nc: Client,
+        topology: Topology,
+        results: ResultStore,
+        *,
+        kinds: Sequence[str],
+        timeout_s: float = 5.0,
     ) -> None:
         self._nc = nc
         self._topology = topology
-        self._ledger = ledger
+        self._results = results
+        self._kinds = tuple(kinds)
         self._timeout_s = timeout_s
 
     async def story(self, event_id: str) -> EventStory:
         """The event's story from its audit records."""
-        entries = await read_trail(
-            self._nc,
-            self._topology.audit_stream,
-            self._topology.subjects.audit(event_id),
-            timeout_s=self._timeout_s,
+        entries = await read_event_trail(
+            self._nc, self._topology, event_id, timeout_s=self._timeout_s
         )
         return build_story(event_id, entries)
 
@@ -186,12 +218,13 @@ class StatusReader:
         if not _UUID.fullmatch(event_id):
             raise StatusRequestError(f"event_id={event_id!r} is not a lower-case UUID")
         story = await self.story(event_id)
-        stories = story.all_tasks()
-        records = await asyncio.gather(*(self._ledger.get(t.idempotency_key) for t in stories))
-        tasks = [
-            _task_status(task, found[0] if found else None)
-            for task, found in zip(stories, records, strict=True)
-        ]
+        limit = asyncio.Semaphore(_LOOKUPS)
+
+        async def status(task: TaskStory) -> TaskStatus:
+            async with limit:
+                return await self._task_status(task)
+
+        tasks = list(await asyncio.gather(*(status(t) for t in story.all_tasks())))
         counts: dict[str, int] = {}
         for task in tasks:
             counts[task.state] = counts.get(task.state, 0) + 1
@@ -211,9 +244,9 @@ class StatusReader:
             raise StatusRequestError(
                 f"idempotency_key={idempotency_key!r} is not sha256:<64 lower-case hex>"
             )
-        found = await self._ledger.get(idempotency_key)
-        record = found[0] if found else None
-        event_id = record.source_event_id if record is not None else event_id
+        if event_id is not None and not _UUID.fullmatch(event_id):
+            raise StatusRequestError(f"event_id={event_id!r} is not a lower-case UUID")
+        event_id = event_id or await self._event_of(idempotency_key)
         if event_id is None:
             return KeyStatus(idempotency_key=idempotency_key, found=False)
         story = await self.story(event_id)
@@ -221,41 +254,67 @@ class StatusReader:
             (t for t in story.all_tasks() if t.idempotency_key == idempotency_key),
             TaskStory(idempotency_key=idempotency_key, outcome="unknown"),
         )
-        status = _task_status(task, record)
+        status = await self._task_status(task)
         return KeyStatus(
             idempotency_key=idempotency_key,
-            found=record is not None or bool(task.attempts) or task.kind is not None,
+            found=status.state != "unknown" or bool(task.attempts) or task.kind is not None,
             event_id=event_id,
             trace_id=story.trace_id,
             task=status,
         )
 
+    async def _event_of(self, idempotency_key: str) -> str | None:
+        """The git event a task descends from, read from the task's own slot."""
+        slot = slot_token(idempotency_key)
+        subjects = self._topology.subjects
+        for kind in self._kinds:
+            stored = await self._results.last(
+                self._topology.tasks_stream, subjects.task(kind, slot)
+            )
+            if stored is not None:
+                with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
+                    return _TASK.decode(stored.data).source_event_id
+        return None
 
-def _task_status(task: TaskStory, record: RunRecord | None) -> TaskStatus:
-    if record is None:
-        return TaskStatus(
+    async def _task_status(self, task: TaskStory) -> TaskStatus:
+        status = TaskStatus(
             idempotency_key=task.idempotency_key,
             task_id=task.task_id,
             kind=task.kind,
             path=task.path,
             parent_key=task.parent_key,
             state=task.outcome,
+            attempts=len(task.attempts),
+            last_error=task.last_error,
+            updated_at=task.updated_at,
             trace_id=task.trace_id,
         )
-    return TaskStatus(
-        idempotency_key=task.idempotency_key,
-        task_id=task.task_id or record.task_id,
-        kind=task.kind or record.kind,
-        path=task.path,
-        parent_key=task.parent_key,
-        state=str(record.state),
-        attempts=record.attempts,
-        output_digest=record.output_digest,
-        result_seq=record.result_seq,
-        last_error=record.last_error,
-        updated_at=record.updated_at or None,
-        trace_id=task.trace_id,
-    )
+        if task.kind is None:
+            return status
+        topology, subjects = self._topology, self._topology.subjects
+        done = await self._results.last(
+            topology.validation_stream, subjects.validation(task.kind, task.idempotency_key)
+        )
+        if done is not None:
+            with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
+                digest = _VALIDATION.decode(done.data).output_digest
+                return msgspec.structs.replace(
+                    status, state="succeeded", output_digest=digest, result_seq=done.seq
+                )
+        failed = await self._results.last(
+            topology.failures_stream,
+            subjects.failure(task.kind, slot_token(task.idempotency_key)),
+        )
+        if failed is not None:
+            with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
+                diagnostic = _FAILURE.decode(failed.data)
+                return msgspec.structs.replace(
+                    status,
+                    state="refused" if task.outcome == "refused" else "failed",
+                    last_error=f"{diagnostic.code}: {diagnostic.message}",
+                    updated_at=diagnostic.occurred_at or status.updated_at,
+                )
+        return status
 
 
 def _event_state(story: EventStory, tasks: Sequence[TaskStatus]) -> str:
