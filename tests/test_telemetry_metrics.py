@@ -8,11 +8,20 @@ from pathlib import Path
 
 from nats.aio.client import Client
 from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    MetricExporter,
+    MetricExportResult,
+    MetricsData,
+)
 
+from gitstore_agents import __version__
 from gitstore_agents.config import MARKDOWN_COMPILE, MARKDOWN_COMPILER, PLANNER, Topology
 from gitstore_agents.envelopes import AuditDecision
 from gitstore_agents.telemetry import (
+    INSTRUMENTS,
     DecisionRecord,
+    Distribution,
+    PeriodicReader,
     ScrapeReader,
     TelemetryObserver,
     metric_name,
@@ -30,6 +39,26 @@ from .runtime_support import (
     wait_settled,
 )
 from .support import eventually
+
+
+class _Collected(MetricExporter):
+    """An exporter that keeps what it was given (stands in for OTLP)."""
+
+    def __init__(self) -> None:
+        super().__init__(preferred_temporality={})
+        self.exported: list[MetricsData] = []
+
+    def export(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: object
+    ) -> MetricExportResult:
+        self.exported.append(metrics_data)
+        return MetricExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return True
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: object) -> None:
+        return None
 
 
 def _value(text: str, series: str) -> float:
@@ -78,6 +107,39 @@ def test_text_exposition_follows_prometheus_conventions() -> None:
     assert _value(text, f"gitstore_wait_seconds_count{{{labels}}}") == 4
     assert _value(text, f"gitstore_wait_seconds_sum{{{labels}}}") == 4.25
     assert metric_name("gitstore.sandbox.fuel", "{fuel}", counter=False) == "gitstore_sandbox_fuel"
+
+
+def test_local_histograms_bucket_like_opentelemetry_and_join_every_reader() -> None:
+    wait = Distribution("gitstore.test.wait", "s", "Waits", (0.1, 1.0), "kind")
+    for seconds in (0.05, 0.1, 0.7, 3.0):
+        wait.record(seconds, "markdown.compile")
+    assert wait.count("markdown.compile") == 4
+    metric = wait.metric(0)
+    assert metric is not None
+    (point,) = metric.data.data_points
+    # A value equal to a bound counts in that bound's bucket, as the SDK's do.
+    assert list(point.bucket_counts) == [2, 1, 1]
+    assert (point.min, point.max, point.sum) == (0.05, 3.0, 3.85)
+    assert Distribution("gitstore.test.none", "s", "", (1.0,)).metric(0) is None
+
+    # Both readers (the scrape and the periodic OTLP one) see the process's
+    # distributions next to the SDK's own instruments.
+    setup_telemetry()
+    INSTRUMENTS.fuel.record(12_345, "metrics-test-kind")
+    exporter = _Collected()
+    reader = PeriodicReader(exporter, export_interval_millis=60_000)
+    provider = MeterProvider(metric_readers=[reader])
+    provider.get_meter("test").create_counter("c").add(1)
+    reader.force_flush()
+    provider.shutdown()
+    exported = exporter.exported[0]
+    names = {m.name for r in exported.resource_metrics for s in r.scope_metrics for m in s.metrics}
+    assert {"c", "gitstore.sandbox.fuel"} <= names
+    status, text = metrics_text()
+    assert status == 200
+    assert _value(text, 'gitstore_sandbox_fuel_count{kind="metrics-test-kind"}') == 1
+    assert _value(text, f'gitstore_build_info{{version="{__version__}"}}') == 1
+    assert _value(text, 'gitstore_sandbox_fuel_bucket{kind="metrics-test-kind",le="100000"}') == 1
 
 
 def test_decisions_feed_retry_dead_letter_and_duplicate_counters() -> None:

@@ -27,11 +27,11 @@ from ._audit import (
 )
 from ._decisions import DecisionRecord, Observer
 from ._logging import LOG_LEVEL_ENV, add_trace_context, configure_logging
-from ._metrics import INSTRUMENTS, Instruments
+from ._metrics import INSTRUMENTS, Distribution, Instruments
 from ._observer import SPAN_STAGES, LogObserver, TelemetryObserver, log_decision
 from ._prometheus import ScrapeReader, metric_name, render
 from ._render import render_story
-from ._setup import metrics_text, setup_telemetry
+from ._setup import PeriodicReader, metrics_text, setup_telemetry
 from ._story import (
     FOLLOW_UP_REF,
     PLANNED_REF,
@@ -72,10 +72,12 @@ __all__ = [
     "Attempt",
     "AuditTrailUnavailableError",
     "DecisionRecord",
+    "Distribution",
     "EventStory",
     "Instruments",
     "LogObserver",
     "Observer",
+    "PeriodicReader",
     "ReceiveBatch",
     "ScrapeReader",
     "TaskStory",

@@ -102,11 +102,11 @@ def _record_metrics(record: DecisionRecord) -> None:
     fuel = _int(record.refs.get("fuel"))
     if fuel is not None:
         # A record that says what a run used: published, or skipped after a re-run.
-        attributes = {"kind": record.kind or ""}
-        INSTRUMENTS.fuel.record(fuel, attributes)
+        kind = record.kind or ""
+        INSTRUMENTS.fuel.record(fuel, kind)
         wall_us = _int(record.refs.get("wall_time_us"))
         if wall_us is not None:
-            INSTRUMENTS.wall_time.record(wall_us / 1e6, attributes)
+            INSTRUMENTS.wall_time.record(wall_us / 1e6, kind)
 
 
 def _annotate(span: Span, record: DecisionRecord) -> None:

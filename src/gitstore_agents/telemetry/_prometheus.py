@@ -23,6 +23,9 @@ from opentelemetry.sdk.metrics.export import (
     NumberDataPoint,
     Sum,
 )
+from opentelemetry.sdk.resources import Resource
+
+from ._metrics import with_distributions
 
 _INVALID_NAME = re.compile(r"[^a-zA-Z0-9_:]")
 _INVALID_LABEL = re.compile(r"[^a-zA-Z0-9_]")
@@ -30,10 +33,15 @@ _UNITS = {"s": "seconds", "ms": "milliseconds", "By": "bytes", "1": "ratio"}
 
 
 class ScrapeReader(MetricReader):
-    """A metric reader that collects when asked (each ``/metrics`` request)."""
+    """A metric reader that collects when asked (each ``/metrics`` request).
 
-    def __init__(self) -> None:
+    Args:
+        resource: The meter provider's resource (for the local histograms).
+    """
+
+    def __init__(self, resource: Resource | None = None) -> None:
         super().__init__()
+        self._resource = resource or Resource.get_empty()
         self._lock = threading.Lock()
         self._latest: MetricsData | None = None
 
@@ -47,7 +55,7 @@ class ScrapeReader(MetricReader):
     def _receive_metrics(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
     ) -> None:
-        self._latest = metrics_data
+        self._latest = with_distributions(metrics_data, self._resource)
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
         """Nothing to flush: scrapes pull."""

@@ -22,11 +22,17 @@ from __future__ import annotations
 
 import os
 import threading
+from typing import Any
 
 import structlog
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.export import (
+    MetricExporter,
+    MetricReader,
+    MetricsData,
+    PeriodicExportingMetricReader,
+)
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import (
@@ -35,6 +41,7 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
 )
 
+from ._metrics import with_distributions
 from ._prometheus import ScrapeReader, render
 from ._tracing import use_light_spans
 
@@ -96,6 +103,32 @@ def _resource() -> Resource:
     return resource
 
 
+class PeriodicReader(PeriodicExportingMetricReader):
+    """The periodic OTLP reader, exporting the local histograms too.
+
+    Args:
+        exporter: Where the metrics go.
+        resource: The meter provider's resource (for the local histograms).
+        export_interval_millis: Time between exports (None: the SDK's default).
+    """
+
+    def __init__(
+        self,
+        exporter: MetricExporter,
+        resource: Resource | None = None,
+        export_interval_millis: float | None = None,
+    ) -> None:
+        super().__init__(exporter, export_interval_millis=export_interval_millis)
+        self._resource = resource or Resource.get_empty()
+
+    def _receive_metrics(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> None:
+        super()._receive_metrics(
+            with_distributions(metrics_data, self._resource), timeout_millis, **kwargs
+        )
+
+
 def setup_telemetry() -> None:
     """Install the SDK tracer and meter providers (once per process; idempotent)."""
     global _scrape_reader  # noqa: PLW0603 - one reader per process, like the providers
@@ -117,7 +150,8 @@ def setup_telemetry() -> None:
             # links event, tasks and results through every traceparent.
             use_light_spans(not exporting)
         if not isinstance(metrics.get_meter_provider(), MeterProvider):
-            reader = ScrapeReader()
+            resource = resource or _resource()
+            reader = ScrapeReader(resource)
             readers: list[MetricReader] = [reader]
             if "otlp" in _env_list("OTEL_METRICS_EXPORTER"):
                 _warn_protocol("METRICS")
@@ -125,10 +159,8 @@ def setup_telemetry() -> None:
                     OTLPMetricExporter,
                 )
 
-                readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
-            metrics.set_meter_provider(
-                MeterProvider(resource=resource or _resource(), metric_readers=readers)
-            )
+                readers.append(PeriodicReader(OTLPMetricExporter(), resource))
+            metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=readers))
             _scrape_reader = reader
 
 

@@ -385,7 +385,6 @@ class ReceiveBatch:
     def __init__(self, stream: str, durable: str) -> None:
         self._stream = stream
         self._durable = durable
-        self._attributes = {"durable": durable}
         self._requested_ns = 0
         self._span: Span | None = None
         self._count = 0
@@ -422,7 +421,7 @@ class ReceiveBatch:
     def done(self) -> None:
         """The open request is over: end its span, record its size."""
         if self._count:
-            INSTRUMENTS.batch_size.record(self._count, self._attributes)
+            INSTRUMENTS.batch_size.record(self._count, self._durable)
         if self._span is not None:
             self._span.set_attribute(BATCH_COUNT, self._count)
             self._span.end()
