@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 
-from nats.js.api import AckPolicy, ConsumerConfig, KeyValueConfig
-from nats.js.errors import NotFoundError
+from nats.js.api import AckPolicy, ConsumerConfig
 
 from ._harness import (
     BenchServer,
@@ -25,11 +23,9 @@ from ._harness import (
     wait_stream_count,
 )
 from ._job import DURABLE, IN_STREAM, IN_SUBJECTS, OUT_STREAM, OUT_SUBJECTS
-from .workers.raw_ledger import BUCKET
 
 BASELINES = {
     "raw nats-py": "bench.workers.raw",
-    "raw nats-py + ledger writes": "bench.workers.raw_ledger",
     "FastStream": "bench.workers.faststream_worker",
 }
 
@@ -55,10 +51,6 @@ async def run_baseline(
     try:
         await recreate_stream(js, IN_STREAM, [IN_SUBJECTS])
         await recreate_stream(js, OUT_STREAM, [OUT_SUBJECTS])
-        if BASELINES[name] == "bench.workers.raw_ledger":
-            with contextlib.suppress(NotFoundError):
-                await js.delete_key_value(BUCKET)
-            await js.create_key_value(KeyValueConfig(bucket=BUCKET, history=1))
         await js.add_consumer(
             IN_STREAM,
             ConsumerConfig(
@@ -75,7 +67,7 @@ async def run_baseline(
         meter.start()
         try:
             await wait_stream_count(js, OUT_STREAM, messages, timeout_s=600)
-            cpu = meter.stop()
+            cpu = meter.stop(messages)
             drained = await stored_times(js, OUT_STREAM)
             paced = [
                 (f"bench.in.l{i}", _payload(i, payload_bytes), f"l-{i}")

@@ -324,17 +324,20 @@ class CpuMeter:
         """Begin measuring."""
         self._began = self._now()
 
-    def stop(self) -> str:
-        """A note: cores used by the workers and the server since ``start``."""
+    def stop(self, messages: int) -> str:
+        """A note: cores used by the workers and the server since ``start``, and
+        the workers' CPU time per message of the ``messages`` drained meanwhile."""
         now = self._now()
         wall = now[0] - self._began[0]
         if wall <= 0:
             return "cpu: n/a"
-        workers = (now[1] - self._began[1]) / wall
+        worker_s = now[1] - self._began[1]
         server = (now[2] - self._began[2]) / wall
         machine = (now[3] - self._began[3]) / wall
+        per_message = worker_s / messages * 1e6 if messages else float("nan")
         return (
-            f"while draining: worker(s) {workers:.2f} cores, nats-server {server:.2f}, "
+            f"while draining: worker(s) {worker_s / wall:.2f} cores "
+            f"({per_message:,.0f} us CPU per message), nats-server {server:.2f}, "
             f"whole machine {machine:.2f} of {os.cpu_count()}"
         )
 

@@ -3,9 +3,10 @@
 Row 3, **no-op task**: ``TaskRequest``s published straight to the tasks stream,
 run by the ``enricher`` role whose kind's module is a trivial WASI command
 writing ``{}``. Every guarantee is on: decode and input digest check,
-admission, ledger claim, sandbox run, output check, decision records (the
-runtime's observer), confirmed publish of the validation request before the
-ack, ledger settle. Measured: task stored → validation request stored.
+admission, sandbox run, output check, decision records (the runtime's
+observer and the audit trail), confirmed publish of the validation request
+into its slot before the ack. Measured: task stored → validation request
+stored.
 
 Row 4, **markdown-compile**: git events, each changing one realistic product
 file (``bench/_products.py``), through the ``planner`` and
@@ -98,7 +99,9 @@ class OurSettings:
     Attributes:
         concurrency: Tasks in flight per role and process (no-op row).
         batch: Most messages one pull request asks for (no-op row).
-        compile_concurrency: Sandbox threads of the markdown-compiler role per process.
+        compile_concurrency: Tasks in flight in the markdown-compiler role per
+            process (short runs happen inline, so most of them wait for PubAcks,
+            not for a sandbox thread).
         compile_batch: Most messages one pull of the markdown-compiler asks for.
         planner_concurrency: Events in flight in the planner per process.
         log_level: The workers' ``--log-level`` (production: INFO).
@@ -107,7 +110,7 @@ class OurSettings:
 
     concurrency: int = 64
     batch: int = 64
-    compile_concurrency: int = 4
+    compile_concurrency: int = 32
     compile_batch: int = 32
     planner_concurrency: int = 32
     log_level: str = "INFO"
@@ -302,7 +305,7 @@ async def _measure(
         meter.start()
         await js.resume_consumer(durable_stream, durable)
         await wait_stream_count(js, validation, len(backlog), timeout_s=1800)
-        notes.append(meter.stop())
+        notes.append(meter.stop(len(backlog)))
         drained = output_key(await stored_messages(js, validation))
         await publish_paced(js, paced, rate)
         await wait_stream_count(js, validation, len(backlog) + len(paced), timeout_s=600)
