@@ -34,11 +34,18 @@ class Code(msgspec.Struct, frozen=True):
 
 OK = "ok"
 DUPLICATE = "duplicate"
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+PLANNED = "planned"
 
 _CODES = (
     # -- outcomes of a delivery ---------------------------------------------------------------
     Code(OK, False, "the task ran and its result is stored (or the event's tasks are)"),
     Code(DUPLICATE, False, "the result was stored before (a redelivery, replay or second copy)"),
+    # -- what a duplicate found (the code of a duplicate-skipped record) ----------------------
+    Code(SUCCEEDED, False, "the task's validation request was stored before"),
+    Code(FAILED, False, "the task's failure diagnostic was stored before"),
+    Code(PLANNED, False, "every task the event plans was stored before"),
     # -- sandbox outcomes (sandbox.Outcome) ---------------------------------------------------
     Code("exit-nonzero", False, "the module exited with a code other than 0 or 65"),
     Code("input-rejected", False, "the module exited 65: it refused its input (field errors)"),

@@ -178,7 +178,7 @@ class PlannerHandler:
             about,
             # Every task stored before: a replay or a second copy of the event.
             AuditDecision.DUPLICATE_SKIPPED if tasks and not new else AuditDecision.TASKS_PLANNED,
-            code="planned" if tasks and not new else codes.OK,
+            code=codes.PLANNED if tasks and not new else codes.OK,
             refs={
                 "repository_id": event.repository_id,
                 "new_commit_sha": event.new_commit_sha,

@@ -244,7 +244,7 @@ class TaskHandler:
             record = report.record(
                 about,
                 AuditDecision.DUPLICATE_SKIPPED,
-                code="succeeded",
+                code=codes.SUCCEEDED,
                 reason="validation request already stored",
                 refs=refs,
             )
@@ -298,7 +298,7 @@ class TaskHandler:
             record = self._report.record(
                 about,
                 AuditDecision.DUPLICATE_SKIPPED,
-                code="failed",
+                code=codes.FAILED,
                 reason="diagnostic already stored",
                 refs={"failure_seq": str(failed.seq)},
             )
@@ -322,7 +322,7 @@ class TaskHandler:
         record = self._report.record(
             about,
             AuditDecision.DUPLICATE_SKIPPED,
-            code="succeeded",
+            code=codes.SUCCEEDED,
             reason="validation request already stored (looked up before running)",
             refs={"validation_seq": str(stored.seq), **_follow_up_refs(follow_ups, published)},
         )
