@@ -134,3 +134,30 @@ def test_console_logging_in_dev(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "shown" in text
     assert "key" in text
     assert not text.lstrip().startswith("{"), "readable, not JSON"
+
+
+def test_json_lines_render_any_value_and_tracebacks_without_locals(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stream = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stream)
+    configure_logging(json=True, level="INFO")
+    log = structlog.get_logger("test.render")
+    log.info("values", path=Path("/srv/catalog"), error=ValueError("boom"), count=3)
+    credential = "s3cr3t-token-in-a-local"  # what must not reach a log line
+
+    def fails(secret: str) -> None:
+        raise RuntimeError(f"failed after {len(secret)} chars")
+
+    try:
+        fails(credential)
+    except RuntimeError:
+        log.exception("handler failed")
+    first, second = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert first["path"] == "PosixPath('/srv/catalog')"
+    assert first["error"] == "ValueError('boom')"
+    assert first["count"] == 3
+    (exception,) = second["exception"]
+    assert exception["exc_type"] == "RuntimeError"
+    assert exception["frames"], "the traceback's frames are there"
+    assert credential not in stream.getvalue(), "frame locals stay out of the logs"
