@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import math
 
+import pytest
 from bench.compare import parse_args, report, run
+
+pytestmark = pytest.mark.slow
 
 
 async def test_the_comparison_prints_every_row_with_ratios_and_targets() -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from bench.soak import report, run_soak
+
+pytestmark = pytest.mark.slow
 
 
 async def test_soak_samples_rss_and_reports_growth() -> None:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from bench.fault_cluster import run_cluster
 
 from .fault_support import exactly_once, outcome
+
+pytestmark = pytest.mark.slow
 
 
 async def test_a_killed_and_restarted_node_loses_and_duplicates_nothing(tmp_path: Path) -> None:

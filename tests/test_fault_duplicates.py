@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from bench.fault_duplicates import run_duplicates
 
 from .fault_support import exactly_once, outcome
+
+pytestmark = pytest.mark.slow
 
 
 async def test_copies_inside_and_beyond_the_window_yield_one_result_per_task(

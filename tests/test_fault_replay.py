@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from bench.fault_replay import run_replay
 
 from .fault_support import exactly_once, outcome
+
+pytestmark = pytest.mark.slow
 
 
 async def test_replaying_every_event_adds_no_result(tmp_path: Path) -> None:

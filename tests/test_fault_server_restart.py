@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from bench.fault_restart import run_restarts
 
 from .fault_support import exactly_once, outcome
+
+pytestmark = pytest.mark.slow
 
 
 async def test_server_restarts_mid_run_lose_and_duplicate_nothing(tmp_path: Path) -> None:

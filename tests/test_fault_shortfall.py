@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from bench._faults import fault_run, print_report, publish_events, single_server
+
+pytestmark = pytest.mark.slow
 
 
 async def test_a_shortfall_ends_the_waits_and_fails_the_run(tmp_path: Path) -> None:

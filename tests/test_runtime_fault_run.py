@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from bench.fault_sigkill import run_fault
 
 from .fault_support import exactly_once, outcome
+
+pytestmark = pytest.mark.slow
 
 
 async def test_fault_run_with_sigkills_ends_with_one_result_per_task(tmp_path: Path) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from bench import sandbox as bench_sandbox
 
+pytestmark = pytest.mark.slow
+
 
 def test_benchmark_prints_costs_ratio_and_throughput(capsys: pytest.CaptureFixture[str]) -> None:
     assert bench_sandbox.main(["--tasks", "20", "--repeats", "1"]) == 0

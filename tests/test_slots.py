@@ -9,6 +9,7 @@ read back with one direct get.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import nats
 import pytest
@@ -64,6 +65,24 @@ async def test_a_slot_keeps_its_first_message_and_says_so_to_every_later_one(
         topology.subjects.validation("markdown.compile", "sha256:" + "0" * 64),
     )
     assert missing is None
+
+
+async def test_a_full_stream_is_a_failure_not_a_taken_slot(nc: Client, topology: Topology) -> None:
+    # The server refuses a store into a full stream with the same err_code as
+    # a taken slot: read as "stored before", the result would be lost.
+    js = nc.jetstream()
+    await provision_streams(js, topology)
+    info = await js.stream_info(topology.validation_stream)
+    await js.update_stream(replace(info.config, max_msgs=1))
+    publisher = _publisher(nc, topology)
+    await publisher.publish([_result(topology, "first")])
+    other = Outbound(
+        subject=topology.subjects.validation("markdown.compile", "sha256:" + "cd" * 32),
+        payload=b"{}",
+        headers={"Nats-Msg-Id": "second"},
+    )
+    with pytest.raises(PublishFailedError, match="maximum messages exceeded"):
+        await publisher.publish([other])
 
 
 async def test_a_publish_nobody_answers_is_sent_again_until_the_timeout(

@@ -72,7 +72,7 @@ _CODES = (
     Code("subject-mismatch", False, "the subject names another key or repository than the data"),
     Code("header-invalid", False, "a header value cannot be carried (control characters)"),
     # -- content store ------------------------------------------------------------------------
-    Code("content-missing", True, "a referenced input is not (yet) in the content store"),
+    Code("content-missing", False, "a referenced input is not (yet) in the content store"),
     Code("content-store-missing", False, "the input is a reference but no content store is set"),
     Code("content-store-unavailable", True, "the content store could not be reached"),
     Code("content-digest-mismatch", False, "stored content does not hash to its reference"),

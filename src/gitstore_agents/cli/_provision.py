@@ -17,7 +17,10 @@ def register(commands: Any) -> None:
     """Add the ``provision`` command."""
     parser: argparse.ArgumentParser = commands.add_parser(
         "provision",
-        help="create/update streams, consumers, KV and object store buckets; upload modules",
+        help=(
+            "create/update streams (migrating old results into slots), consumers and "
+            "object stores; upload modules"
+        ),
         description=(
             "Idempotent: safe to run on every deploy (the Helm hook job runs it). Existing "
             "durable consumers keep their deliver policy and start position."

@@ -26,6 +26,7 @@ from ._publisher import (
     PayloadTooLargeError,
     Published,
     Publisher,
+    slot_taken,
 )
 from ._results import JetStreamResults, ResultStore, StoredMessage
 from ._retry import nak_delay_for, retry_delay_s
@@ -75,5 +76,6 @@ __all__ = [
     "provision_streams",
     "retry_delay_s",
     "role_consumer",
+    "slot_taken",
     "verify",
 ]

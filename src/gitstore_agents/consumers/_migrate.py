@@ -34,6 +34,7 @@ from nats.js.api import DeliverPolicy
 from ..config import Topology
 from ..envelopes import REQUEUED_TOKEN, DeadLetter
 from ._errors import TopologyError
+from ._publisher import slot_taken
 
 log = structlog.get_logger(__name__)
 
@@ -154,7 +155,7 @@ async def _migrate(
                 try:
                     ack = await js.publish(target, data, headers=headers)
                 except nats.js.errors.APIError as exc:
-                    if getattr(exc, "err_code", None) != 10077:
+                    if not slot_taken(exc.err_code, exc.description):
                         raise
                     report.already += 1
                 else:

@@ -41,7 +41,18 @@ from ..telemetry import inject, send_span
 from ._errors import PublishFailedError
 
 SLOT_TAKEN = 10077
-"""JetStream's ``err_code`` for "maximum messages per subject exceeded"."""
+"""JetStream's ``err_code`` for "maximum messages per subject exceeded".
+
+The server uses the same code for every refused store (a full stream too:
+"maximum messages exceeded", "maximum bytes exceeded"), so ``slot_taken``
+also reads the description: only the per-subject limit means "stored before".
+"""
+
+
+def slot_taken(err_code: int | None, description: str | None) -> bool:
+    """Whether a refused publish means the subject's one message is already stored."""
+    return err_code == SLOT_TAKEN and "per subject" in (description or "").lower()
+
 
 # Pauses before re-sending a publish nobody answered (503 "no responders"):
 # the stream has no leader for a moment (an election in a cluster, a node
@@ -276,7 +287,7 @@ def _published(subject: str, answer: bytes) -> Published:
         ) from None
     if ack.error is None:
         return Published(subject=subject, stream=ack.stream, seq=ack.seq, duplicate=ack.duplicate)
-    if ack.error.err_code == SLOT_TAKEN:
+    if slot_taken(ack.error.err_code, ack.error.description):
         return Published(subject=subject, occupied=True)
     raise PublishFailedError(
         f"publish to {subject} rejected: {ack.error.description} (code {ack.error.code}, "

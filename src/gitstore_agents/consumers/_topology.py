@@ -1,4 +1,4 @@
-"""Provisioning: streams, durable consumers, the ledger bucket and object stores.
+"""Provisioning: streams (slot streams among them), durable consumers and object stores.
 
 Everything here is idempotent: ``gitstore-agents provision`` (the Helm hook
 job), ``dev`` and a worker with ``provision_on_start`` all run the same code,

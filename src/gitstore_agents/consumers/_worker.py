@@ -37,7 +37,7 @@ log = structlog.get_logger(__name__)
 
 # A handler that raised (a bug, not a classified failure) is retried after this.
 HANDLER_ERROR_DELAY_S = 1.0
-# Part of the drain grace kept for aborted handlers to release claims and nak
+# Part of the drain grace kept for aborted handlers to nak
 # (with the runtime's close reserve it makes up config.DRAIN_RESERVE_S).
 _ABORT_GRACE_S = 2.0
 
@@ -147,7 +147,7 @@ class PullWorker:
         """Serve until ``stop`` is set, then drain within ``drain_grace_s``.
 
         In-flight work gets the grace minus a short reserve; whatever is left
-        then is aborted (claims released, messages nak'd without delay).
+        then is aborted (messages nak'd without delay).
         """
         self.pull.bound = True
         puller = asyncio.create_task(self.pull.run(stop), name=f"pull:{self.settings.name}")
@@ -283,7 +283,7 @@ class PullWorker:
                     await msg.nak(delay=delay or None)
         except Exception as exc:
             # The ack never reaches the server: the message is redelivered and
-            # the ledger turns the redelivery into a skip.
+            # its result slot turns the redelivery into a skip.
             log.warning("settle failed", role=self.settings.name, error=repr(exc))
             return
         self.settled[decision.settle] += 1

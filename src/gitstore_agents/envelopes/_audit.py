@@ -1,7 +1,7 @@
 """Audit records: one small, digest-referencing record per decision.
 
-A message on ``<prefix>.audit.<event_id>`` is an ``AuditBatch``: the records
-one delivery stored together (usually with the results they explain). One
+A message on ``<prefix>.audit.<role>.<event_id>`` is an ``AuditBatch``: the
+records one role stored together about one git event in one flush. One
 message per batch rather than per record matters on a single-node JetStream
 with ``sync_interval: always``, where every stored message costs an fsync.
 """
@@ -57,7 +57,7 @@ class AuditDecision(enum.StrEnum):
 class AuditRecord(msgspec.Struct, frozen=True, kw_only=True):
     """Who decided what, why, about which event/task, with trace ids.
 
-    Published to ``<prefix>.audit.<event_id>`` on a stream that denies delete
+    Published to ``<prefix>.audit.<role>.<event_id>`` on a stream that denies delete
     and purge. Never carries payloads: only digests and sizes.
 
     Attributes:
@@ -68,7 +68,7 @@ class AuditRecord(msgspec.Struct, frozen=True, kw_only=True):
         worker_id: The deciding worker process.
         reason: Why, naming codes and limits (never payloads).
         code: Stable code of the outcome (``ok``, an error or outcome code, a
-            ledger state for a skipped duplicate).
+            state a skipped duplicate found: succeeded, failed, planned).
         stage: Pipeline stage of a failure, refusal or retry.
         stderr_tail: Last lines the module wrote to stderr, when a run failed.
         idempotency_key: The task's key, when the decision is about a task.

@@ -30,7 +30,7 @@ class Stage(enum.StrEnum):
 
     DECODE = "decode"
     ADMISSION = "admission"
-    LEDGER = "ledger"
+    LEDGER = "ledger"  # only in diagnostics written before the slot layout
     SANDBOX = "sandbox"
     OUTPUT_CHECK = "output-check"
     PUBLISH = "publish"
@@ -38,7 +38,10 @@ class Stage(enum.StrEnum):
 
 
 class FailureDiagnostic(msgspec.Struct, frozen=True, kw_only=True):
-    """Why one attempt of a task (or event) failed, published to ``<prefix>.failures.<kind>``.
+    """Why one attempt of a task (or event) failed, stored in its failure slot.
+
+    The slot is ``<prefix>.failures.<kind>.<token>``: the task's key, else the
+    event id, else the input's ``<stream>-<seq>``.
 
     Attributes:
         schema_version: Contract version, ``1.0``.

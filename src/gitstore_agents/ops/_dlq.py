@@ -23,7 +23,7 @@ from nats.js.api import DeliverPolicy, RawStreamMsg
 
 from ..clock import rfc3339, utc_now
 from ..config import GIT_PUSH, Topology
-from ..consumers import SLOT_TAKEN
+from ..consumers import slot_taken
 from ..envelopes import (
     REQUEUED_TOKEN,
     AuditDecision,
@@ -205,7 +205,7 @@ async def requeue_dead_letter(
         )
         stream, seq = ack.stream, ack.seq
     except nats.js.errors.APIError as exc:
-        if getattr(exc, "err_code", None) != SLOT_TAKEN:
+        if not slot_taken(exc.err_code, exc.description):
             raise
         # Copied by an earlier requeue that could not record itself: record it now.
         stored = await js.get_last_msg(letter.stream, subject)
@@ -230,7 +230,7 @@ async def requeue_dead_letter(
             },
         )
     except nats.js.errors.APIError as exc:
-        if getattr(exc, "err_code", None) != SLOT_TAKEN:
+        if not slot_taken(exc.err_code, exc.description):
             raise
         raise AlreadyRequeuedError(
             f"dead letter {letter_id} was requeued meanwhile by someone else"

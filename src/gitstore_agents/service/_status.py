@@ -130,7 +130,7 @@ class KeyStatus(msgspec.Struct, frozen=True, kw_only=True):
     Attributes:
         schema_version: Version of this answer.
         idempotency_key: The task's key.
-        found: False when neither the ledger nor the trail knows it.
+        found: False when neither the slots nor the trail know it.
         event_id: The git event it descends from.
         trace_id: The git event's trace id.
         task: The task's status.

@@ -214,7 +214,7 @@ class Instruments:
                 "gitstore.duplicates.skipped",
                 self.duplicates,
                 "{task}",
-                "Deliveries of tasks the ledger already settled (not run again)",
+                "Deliveries whose result was stored before (a redelivery, replay or copy)",
             ),
         ):
             meter.create_observable_counter(

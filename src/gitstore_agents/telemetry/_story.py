@@ -162,7 +162,7 @@ def _event_outcome(record: AuditRecord, current: str) -> str:
 
 def _task_outcome(record: AuditRecord, current: str) -> str:
     if record.decision is AuditDecision.DUPLICATE_SKIPPED:
-        # The ledger's state when the duplicate arrived: what the task came to.
+        # What the duplicate found stored (succeeded, failed, planned): the task's outcome.
         return record.code or current
     if record.decision in _OUTCOMES:
         return _OUTCOMES[record.decision]
