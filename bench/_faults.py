@@ -404,12 +404,13 @@ async def backlog(js: JetStreamContext, config: Config) -> tuple[int, int]:
 
 def _log_events(log: Path, event: str) -> list[dict[str, Any]]:
     found = []
-    marker = f'"event": "{event}"'
     for line in log.read_text(errors="replace").splitlines():
-        if marker not in line:
+        if event not in line:  # cheap filter; the parsed field decides
             continue
         with contextlib.suppress(ValueError):
-            found.append(json.loads(line))
+            parsed = json.loads(line)
+            if isinstance(parsed, dict) and parsed.get("event") == event:
+                found.append(parsed)
     return found
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -209,3 +210,47 @@ async def test_migration_waits_for_the_workers_to_stop(
     assert "Stop the workers" in out
     info = await js.stream_info(topology.tasks_stream)
     assert info.config.max_msgs_per_subject != 1, "nothing was changed"
+
+
+async def test_a_dead_letter_left_unacknowledged_does_not_block_the_migration(
+    nats_url: str, nc: Client, topology: Topology, tmp_path: Path
+) -> None:
+    # A message out of deliveries stays unacknowledged on its durable for good;
+    # with no worker pulling and nothing delivered within the ack wait, the
+    # durable is idle and the migration goes ahead.
+    js = nc.jetstream()
+    await js.add_stream(
+        StreamConfig(name=topology.tasks_stream, subjects=[f"{topology.prefix}.tasks.>"])
+    )
+    await js.publish(f"{topology.prefix}.tasks.markdown.compile", b"{}")
+    await js.add_consumer(
+        topology.tasks_stream,
+        ConsumerConfig(
+            durable_name="markdown-compiler",
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=1.0,
+            max_deliver=1,
+        ),
+    )
+    pull = await js.pull_subscribe_bind("markdown-compiler", topology.tasks_stream)
+    (last_delivery,) = await pull.fetch(1, timeout=5)
+    await last_delivery.nak()  # its last attempt failed: a dead letter
+    await pull.unsubscribe()
+    stale = await eventually(
+        lambda: js.consumer_info(topology.tasks_stream, "markdown-compiler"),
+        lambda info: (
+            info.num_ack_pending == 1
+            and info.num_waiting == 0
+            and info.delivered.last_active is not None
+            and (datetime.datetime.now(datetime.UTC) - info.delivered.last_active).total_seconds()
+            > 1.0
+        ),
+        timeout_s=10,
+        what="the delivery older than the ack wait",
+    )
+    assert stale.num_ack_pending == 1, "still unacknowledged: out of deliveries"
+    config = runtime_config(nats_url, topology, tmp_path)
+    code, out = await cli("provision", "--config", str(write_config(tmp_path / "c.yaml", config)))
+    assert code == 0, out
+    info = await js.stream_info(topology.tasks_stream)
+    assert info.config.max_msgs_per_subject == 1

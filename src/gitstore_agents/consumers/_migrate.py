@@ -21,7 +21,9 @@ start while a worker is pulling from the tasks stream: stop the workers, run
 
 from __future__ import annotations
 
+import datetime
 import re
+from collections.abc import Sequence
 from typing import TypeVar
 
 import msgspec
@@ -83,20 +85,23 @@ async def needs_migration(js: JetStreamContext, topology: Topology) -> list[str]
 
 
 async def migrate_to_slots(
-    js: JetStreamContext, topology: Topology, *, durables: list[str]
+    js: JetStreamContext, topology: Topology, *, durables: Sequence[tuple[str, str]]
 ) -> list[MigrationReport]:
     """Copy every old-layout message of the slot streams into its slot.
 
     Tasks first (dead letters point at their sequences), then validation
     requests, then diagnostics and dead letters.
 
+    Args:
+        durables: ``(stream, durable)`` of every role: none may be in use.
+
     Raises:
-        TopologyError: a worker is pulling from the tasks stream (``durables``).
+        TopologyError: a worker is consuming one of ``durables``.
     """
     streams = await needs_migration(js, topology)
     if not streams:
         return []
-    await _refuse_while_consumed(js, topology, durables)
+    await _refuse_while_consumed(js, durables)
     reports = []
     moved: dict[int, int] = {}
     for name in (topology.tasks_stream, topology.validation_stream, topology.failures_stream):
@@ -105,23 +110,33 @@ async def migrate_to_slots(
     return reports
 
 
-async def _refuse_while_consumed(
-    js: JetStreamContext, topology: Topology, durables: list[str]
-) -> None:
+async def _refuse_while_consumed(js: JetStreamContext, durables: Sequence[tuple[str, str]]) -> None:
+    # A worker of the old version publishes to the per-kind subjects, which
+    # keep one message each once the stream becomes a slot stream: its
+    # results would be lost. A durable is in use while a pull request waits
+    # on it, or while it delivered within its ack wait and has unacknowledged
+    # messages. Unacknowledged messages alone are not enough: a message out of
+    # deliveries (a dead letter) stays unacknowledged for good.
     busy = []
-    for durable in durables:
+    now = datetime.datetime.now(datetime.UTC)
+    for stream, durable in durables:
         try:
-            info = await js.consumer_info(topology.tasks_stream, durable)
+            info = await js.consumer_info(stream, durable)
         except nats.js.errors.NotFoundError:
             continue
-        if info.num_waiting or info.num_ack_pending:
-            busy.append(f"{durable} ({info.num_waiting} pulls, {info.num_ack_pending} unacked)")
+        last = info.delivered.last_active if info.delivered else None
+        ack_wait = info.config.ack_wait or 30.0
+        recent = last is not None and (now - last).total_seconds() < ack_wait
+        if info.num_waiting or (info.num_ack_pending and recent):
+            busy.append(
+                f"{stream}/{durable} ({info.num_waiting} pull requests, "
+                f"{info.num_ack_pending} unacknowledged)"
+            )
     if busy:
         raise TopologyError(
-            f"the streams hold the old per-kind layout and must be migrated to slots, but "
-            f"workers are consuming {topology.tasks_stream}: {', '.join(busy)}. Stop the "
-            "workers (scale them to 0), run `gitstore-agents provision` again, then start "
-            "the new version",
+            "the streams hold the old per-kind layout and must be migrated to slots, but "
+            f"workers are consuming: {', '.join(busy)}. Stop the workers (scale them to 0), "
+            "run `gitstore-agents provision` again, then start the new version",
             retryable=False,
         )
 

@@ -130,18 +130,18 @@ def dead_letter_consumer(config: Config, role: str) -> ConsumerSpec:
 
 
 async def provision_streams(
-    js: JetStreamContext, topology: Topology, *, task_durables: Sequence[str] = ()
+    js: JetStreamContext, topology: Topology, *, durables: Sequence[tuple[str, str]] = ()
 ) -> list[MigrationReport]:
     """Create every stream, or update it in place when it already exists.
 
     Streams still in the per-kind layout are migrated to slots first
-    (``_migrate``); ``task_durables`` are the durables on the tasks stream
-    that must be idle for that.
+    (``_migrate``); ``durables`` (``(stream, durable)`` of every role) must be
+    idle for that.
 
     Raises:
         TopologyError: a migration is needed while workers consume.
     """
-    reports = await migrate_to_slots(js, topology, durables=list(task_durables))
+    reports = await migrate_to_slots(js, topology, durables=durables)
     for config in topology.stream_configs():
         assert config.name is not None
         try:
@@ -222,8 +222,10 @@ async def provision(
     Returns:
         Name to digest of the reference modules uploaded to the modules store.
     """
-    task_durables = [r for r in config.roles if r != PLANNER]
-    await provision_streams(js, config.topology, task_durables=task_durables)
+    durables = [
+        (spec.stream, spec.durable) for spec in (role_consumer(config, r) for r in config.roles)
+    ]
+    await provision_streams(js, config.topology, durables=durables)
     await provision_buckets(js, config.topology)
     for role in roles:
         if role not in config.roles:
