@@ -55,11 +55,10 @@ _EVENTS = frozenset(
 _REASON_EVENT_CHARS = 256
 
 
-class TelemetryObserver:
-    """Logs, counts and traces every decision.
+class LogObserver:
+    """The plain observer: a log line (``log_decision``) and a count per decision.
 
-    Attributes:
-        counts: Decisions seen, by ``(decision, code)`` (as ``LogObserver``'s).
+    ``counts`` is keyed by ``(decision, code)``; tests read it.
     """
 
     def __init__(self) -> None:
@@ -67,9 +66,32 @@ class TelemetryObserver:
         self.counts: collections.Counter[tuple[AuditDecision, str]] = collections.Counter()
 
     def decided(self, record: DecisionRecord) -> None:
-        """Log, count and trace ``record``."""
+        """Count the decision and log it."""
+        self._count(record)
+        log_decision(record)
+
+    def _count(self, record: DecisionRecord) -> None:
         with self._lock:
             self.counts[(record.decision, record.code)] += 1
+
+    def stage(self, name: str, subject: str) -> contextlib.AbstractContextManager[None]:
+        """No span of its own."""
+        return contextlib.nullcontext()
+
+    def total(self, decision: AuditDecision, code: str | None = None) -> int:
+        """How many ``decision``s were recorded (optionally only with ``code``)."""
+        with self._lock:
+            return sum(
+                n for (d, c), n in self.counts.items() if d == decision and code in (None, c)
+            )
+
+
+class TelemetryObserver(LogObserver):
+    """Counts, measures (metrics), traces and logs every decision."""
+
+    def decided(self, record: DecisionRecord) -> None:
+        """Count, measure, trace and log ``record``."""
+        self._count(record)
         _record_metrics(record)
         span = trace.get_current_span()
         if span.is_recording():
@@ -81,13 +103,6 @@ class TelemetryObserver:
         if name in SPAN_STAGES:
             return stage_span(name, subject)
         return contextlib.nullcontext()
-
-    def total(self, decision: AuditDecision, code: str | None = None) -> int:
-        """How many ``decision``s were recorded (optionally only with ``code``)."""
-        with self._lock:
-            return sum(
-                n for (d, c), n in self.counts.items() if d == decision and code in (None, c)
-            )
 
 
 def _record_metrics(record: DecisionRecord) -> None:
@@ -142,31 +157,3 @@ def _int(value: str | None) -> int | None:
         return int(value) if value is not None else None
     except ValueError:
         return None
-
-
-class LogObserver:
-    """The default observer: a log line (``log_decision``) and a counter per decision.
-
-    ``counts`` is keyed by ``(decision, code)``; tests and (later) metrics read it.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.counts: collections.Counter[tuple[AuditDecision, str]] = collections.Counter()
-
-    def decided(self, record: DecisionRecord) -> None:
-        """Log the decision and count it."""
-        with self._lock:
-            self.counts[(record.decision, record.code)] += 1
-        log_decision(record)
-
-    def stage(self, name: str, subject: str) -> contextlib.AbstractContextManager[None]:
-        """No span yet (issue 7)."""
-        return contextlib.nullcontext()
-
-    def total(self, decision: AuditDecision, code: str | None = None) -> int:
-        """How many ``decision``s were recorded (optionally only with ``code``)."""
-        with self._lock:
-            return sum(
-                n for (d, c), n in self.counts.items() if d == decision and code in (None, c)
-            )
