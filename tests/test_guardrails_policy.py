@@ -248,7 +248,10 @@ def test_a_runtime_refuses_a_config_the_policy_does_not_grant(
 
 
 def test_a_runtime_refuses_a_malicious_policy_file_at_start(tmp_path: Path) -> None:
-    bad = write_policy(tmp_path, BASE_POLICY + "    ceilings: {fuel: 99999999999999999}\n")
+    # The extension-runner's own ceilings line (the last one), not a second one:
+    # a repeated key is refused for that alone.
+    head, _, tail = BASE_POLICY.rpartition("    ceilings: {fuel: 1000000000, timeout_ms: 2000}\n")
+    bad = write_policy(tmp_path, head + "    ceilings: {fuel: 99999999999999999}\n" + tail)
     with pytest.raises(PolicyError, match=r"\$.roles.extension-runner"):
         Runtime(worker_config("nats://127.0.0.1:1", bad))
 
@@ -264,7 +267,7 @@ def test_the_worker_command_exits_with_the_policy_error(tmp_path: Path) -> None:
         timeout=60,
         check=False,
     )
-    assert result.returncode == 2
+    assert result.returncode == 1  # a runtime failure; 2 is for a bad command line
     assert "policy-invalid" in result.stderr
     assert "unknown field `admin` - at `$.roles.planner`" in result.stderr
 
@@ -297,11 +300,11 @@ def test_policy_check_prints_what_each_role_may_do() -> None:
 def test_policy_check_fails_on_a_bad_policy_or_a_config_it_does_not_grant(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert _cli("policy", "check", str(write_policy(tmp_path, "roles: {x: {}}\n")))[0] == 2
+    assert _cli("policy", "check", str(write_policy(tmp_path, "roles: {x: {}}\n")))[0] == 1
     assert "unknown role 'x'" in capsys.readouterr().err
     config = tmp_path / "config.yaml"
     config.write_text("topology: {prefix: elsewhere}\n")
-    assert _cli("policy", "check", str(EXAMPLE_POLICY), "--config", str(config))[0] == 2
+    assert _cli("policy", "check", str(EXAMPLE_POLICY), "--config", str(config))[0] == 1
     assert "topology.prefix='elsewhere'" in capsys.readouterr().err
 
 

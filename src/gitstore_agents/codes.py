@@ -115,6 +115,8 @@ _CODES = (
     Code("policy-invalid", False, "the guardrail policy is invalid"),
     Code("sandbox-settings-invalid", False, "a run's limits or logical time are invalid"),
     Code("nats-server-failed", False, "the bundled nats-server could not start"),
+    Code("nats-unreachable", True, "no NATS server accepted a connection in the connect timeout"),
+    Code("health-port-unavailable", False, "the health server cannot listen on health.host/port"),
     # -- operator tools -----------------------------------------------------------------------
     Code("dead-letter-not-found", False, "no dead letter has the requested id"),
     Code("already-requeued", False, "the dead letter was requeued before"),

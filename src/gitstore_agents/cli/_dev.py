@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from pathlib import Path
 from typing import Any
 
+from ..config import load_config
 from ..embedded import run_dev
 from ..telemetry import configure_logging
 
@@ -55,10 +57,14 @@ def run(args: argparse.Namespace) -> int:
     configure_logging(json=False, level=args.log_level)
     if args.demo and not args.event.is_file():
         print(
-            f"gitstore-agents dev: --event {args.event} is not a file "
-            "(run from the repository root or pass --event)"
+            f"gitstore-agents dev: error: --event {args.event} is not a file "
+            "(run from the repository root or pass --event)",
+            file=sys.stderr,
         )
         return 2
+    # A configuration that cannot be read fails here, before a nats-server is
+    # started that nothing would stop.
+    load_config(args.config)
     return asyncio.run(
         run_dev(
             args.data_dir,

@@ -11,10 +11,9 @@ from typing import Any
 
 import msgspec
 
-from ..consumers import connect
 from ..ops import DeadLetterEntry, list_dead_letters, requeue_dead_letter
 from ..telemetry import configure_logging
-from ._config_args import add_config_arguments, config_from
+from ._config_args import add_connection_arguments, connected, connection_config
 
 
 def register(commands: Any) -> None:
@@ -25,29 +24,26 @@ def register(commands: Any) -> None:
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     listing = actions.add_parser("list", help="show every dead letter and its requeues")
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
-    add_config_arguments(listing)
+    add_connection_arguments(listing)
     requeue = actions.add_parser("requeue", help="republish a dead letter's original message")
     requeue.add_argument("id", help="dead letter id, e.g. GITSTORE_TASKS-42")
     requeue.add_argument("--by", default=None, help="who requeues (default: the OS user)")
-    add_config_arguments(requeue)
+    add_connection_arguments(requeue)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Execute ``dlq``."""
     configure_logging(json=False, level=args.log_level)
-    config = config_from(args)
+    config = connection_config(args)
 
     async def go() -> int:
-        nc = await connect(config.nats, name="gitstore-agents/dlq")
-        try:
+        async with connected(config, "dlq") as nc:
             js = nc.jetstream(timeout=config.nats.request_timeout_s)
             if args.action == "list":
                 _print_entries(await list_dead_letters(js, config.topology), as_json=args.json)
                 return 0
             record = await requeue_dead_letter(js, config.topology, args.id, by=args.by or _user())
-        finally:
-            await nc.close()
         print(
             f"requeued {record.id}: {record.subject} -> {record.stream} seq {record.stream_seq} "
             f"(Nats-Msg-Id {record.msg_id})"

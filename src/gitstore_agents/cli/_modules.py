@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import nats.errors
-
 from ..sandbox import ModuleStore, Sandbox, provision_module_store
 from ..telemetry import configure_logging
-from ._config_args import add_connection_arguments, connect_command, connection_config
+from ._config_args import add_connection_arguments, connected, connection_config
+from ._files import read_input
 
 
 def register(commands: Any) -> None:
@@ -35,7 +33,7 @@ def register(commands: Any) -> None:
     listing = group.add_parser("list", help="print digest, size and description of each module")
     listing.set_defaults(run=run_list)
     for command in (push, listing):
-        add_connection_arguments(command)
+        add_connection_arguments(command, waits_for_answers=True)
         command.add_argument(
             "--bucket",
             default=None,
@@ -45,7 +43,7 @@ def register(commands: Any) -> None:
 
 def run_push(args: argparse.Namespace) -> int:
     """Execute ``modules push``."""
-    wasm = args.file.read_bytes()
+    wasm = read_input(args.file, "module")
     # Refuse what no worker could run (not wasm, not a command, unknown imports).
     sandbox = Sandbox()
     try:
@@ -74,24 +72,14 @@ def _with_store(args: argparse.Namespace, action: Callable[[ModuleStore], Awaita
     config = connection_config(args)
 
     async def go() -> int:
-        try:
-            nc = await connect_command(config, "gitstore-agents/modules", args.timeout)
-        except (OSError, TimeoutError, nats.errors.Error) as exc:
-            print(
-                f"gitstore-agents modules: cannot connect to {config.nats.url}: {exc!r}",
-                file=sys.stderr,
-            )
-            return 1
-        try:
+        async with connected(config, "modules") as nc:
             topology = config.topology
             store = await provision_module_store(
-                nc.jetstream(),
+                nc.jetstream(timeout=args.timeout),
                 args.bucket or topology.modules_bucket,
                 replicas=topology.replicas,
             )
             await action(store)
-        finally:
-            await nc.close()
         return 0
 
     return asyncio.run(go())

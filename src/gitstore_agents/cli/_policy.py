@@ -16,6 +16,7 @@ from ..guardrails import (
     Policy,
     PolicyError,
     authorization_config,
+    check_modules,
     load_policy,
     nats_users,
     ordered_roles,
@@ -24,6 +25,7 @@ from ..guardrails import (
     policy_summary,
     publish_subjects,
 )
+from ..pipeline import configured_digests
 
 
 def register(commands: Any) -> None:
@@ -39,8 +41,9 @@ def register(commands: Any) -> None:
     check = actions.add_parser(
         "check",
         help="validate a policy and print what each role may do",
-        description="Exit 0 when the policy is valid (and agrees with --config, if given), "
-        "2 otherwise, naming the field path of every problem.",
+        description="Exit 0 when the policy is valid (and agrees with --config, if given: "
+        "roles, kinds, limits and module digests, as a worker checks them at start), "
+        "1 otherwise, naming the field path of every problem.",
     )
     check.add_argument("file", type=Path, help="policy YAML file")
     check.add_argument(
@@ -98,7 +101,12 @@ def run_check(args: argparse.Namespace) -> int:
     policy = load_policy(args.file)
     if args.config is not None:
         config = load_config(args.config, env={})
-        policy.check_config(config, [r for r in ROLES if r in config.roles])
+        roles = [r for r in ROLES if r in config.roles]
+        policy.check_config(config, roles)
+        # The module digests as well: the check a worker makes at start, so
+        # "valid" here means the worker will not refuse the pair.
+        for role in roles:
+            check_modules(policy, role, configured_digests(config.role(role)))
     if args.json:
         print(json.dumps(policy_summary(policy), indent=2))
     else:

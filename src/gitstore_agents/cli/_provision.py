@@ -8,9 +8,9 @@ import json
 from typing import Any
 
 from ..config import ROLES
-from ..consumers import connect, provision
+from ..consumers import provision
 from ..telemetry import configure_logging
-from ._config_args import add_config_arguments, config_from
+from ._config_args import add_connection_arguments, connected, connection_config
 
 
 def register(commands: Any) -> None:
@@ -32,23 +32,20 @@ def register(commands: Any) -> None:
     parser.add_argument(
         "--no-modules", action="store_true", help="do not upload the reference modules"
     )
-    add_config_arguments(parser)
+    add_connection_arguments(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Execute ``provision``."""
     configure_logging(json=False, level=args.log_level)
-    config = config_from(args)
+    config = connection_config(args)
     roles = tuple(args.role or [r for r in ROLES if r in config.roles])
 
     async def go() -> int:
-        nc = await connect(config.nats, name="gitstore-agents/provision")
-        try:
+        async with connected(config, "provision") as nc:
             js = nc.jetstream(timeout=config.nats.request_timeout_s)
             modules = await provision(js, config, roles, upload_modules=not args.no_modules)
-        finally:
-            await nc.close()
         topology = config.topology
         print(
             json.dumps(

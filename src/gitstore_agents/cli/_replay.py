@@ -12,7 +12,7 @@ import msgspec
 from ..ops import replay_stream
 from ..service import Runtime
 from ..telemetry import configure_logging
-from ._config_args import add_config_arguments, config_from
+from ._config_args import add_connection_arguments, connection_config
 
 
 def register(commands: Any) -> None:
@@ -33,14 +33,14 @@ def register(commands: Any) -> None:
     parser.add_argument("--to-seq", type=int, default=None, help="last stream sequence")
     parser.add_argument("--verify", action="store_true", help="compare, publish nothing")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    add_config_arguments(parser)
+    add_connection_arguments(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Execute ``replay``."""
     configure_logging(json=False, level=args.log_level)
-    config = config_from(args)
+    config = connection_config(args)
     # A replay is a tool run, not a worker: no health server.
     config = msgspec.structs.replace(
         config, health=msgspec.structs.replace(config.health, port=None)
@@ -49,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
     async def go() -> int:
         runtime = Runtime(config)
         try:
-            await runtime.start()
+            # A tool run fails at once where a worker would wait and retry.
+            await runtime.start(retry=False)
             report = await replay_stream(
                 runtime, args.stream, args.from_seq, to_seq=args.to_seq, verify=args.verify
             )

@@ -11,7 +11,7 @@ from typing import Any
 from ..ops import ask_status, ping_status
 from ..service import status_subject
 from ..telemetry import configure_logging
-from ._config_args import add_connection_arguments, connect_command, connection_config
+from ._config_args import add_connection_arguments, connected, connection_config
 
 
 def register(commands: Any) -> None:
@@ -34,7 +34,7 @@ def register(commands: Any) -> None:
     )
     probe = actions.add_parser("ping", help="exit 0 when a status service instance answers")
     for action in (event, key, probe):
-        add_connection_arguments(action)
+        add_connection_arguments(action, waits_for_answers=True)
     parser.set_defaults(run=run)
 
 
@@ -45,12 +45,7 @@ def run(args: argparse.Namespace) -> int:
     prefix = config.topology.prefix
 
     async def go() -> int:
-        try:
-            nc = await connect_command(config, "gitstore-agents/status", args.timeout)
-        except Exception as exc:
-            print(f"gitstore-agents status: cannot connect to {config.nats.url}: {exc!r}")
-            return 1
-        try:
+        async with connected(config, "status") as nc:
             if args.action == "ping":
                 info = await ping_status(nc, prefix, timeout_s=args.timeout)
                 if info is None:
@@ -69,8 +64,6 @@ def run(args: argparse.Namespace) -> int:
                 if args.event_id:
                     body["event_id"] = args.event_id
             reply = await ask_status(nc, subject, body, timeout_s=args.timeout)
-        finally:
-            await nc.close()
         answer = json.loads(reply.data)
         sys.stdout.write(json.dumps(answer, indent=2, sort_keys=True) + "\n")
         return 0 if answer.get("found") else 1

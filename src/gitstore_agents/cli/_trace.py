@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 
 from ..telemetry import build_story, configure_logging, read_event_trail, render_story
-from ._config_args import add_connection_arguments, connect_command, connection_config
+from ._config_args import add_connection_arguments, connected, connection_config
 
 
 def register(commands: Any) -> None:
@@ -28,7 +28,7 @@ def register(commands: Any) -> None:
     )
     parser.add_argument("event_id", help="the git event's event_id")
     parser.add_argument("--json", action="store_true", help="the story as one JSON document")
-    add_connection_arguments(parser)
+    add_connection_arguments(parser, waits_for_answers=True)
     parser.set_defaults(run=run)
 
 
@@ -40,11 +40,8 @@ def run(args: argparse.Namespace) -> int:
     topology.subjects.audit_of_event(args.event_id)  # a bad id fails here, before connecting
 
     async def go() -> int:
-        nc = await connect_command(config, "gitstore-agents/trace", args.timeout)
-        try:
+        async with connected(config, "trace") as nc:
             entries = await read_event_trail(nc, topology, args.event_id, timeout_s=args.timeout)
-        finally:
-            await nc.close()
         story = build_story(args.event_id, entries)
         if args.json:
             sys.stdout.write(json.dumps(msgspec.to_builtins(story), indent=2) + "\n")

@@ -10,7 +10,7 @@ from typing import Any
 from ..config import ROLES
 from ..service import Runtime
 from ..telemetry import configure_logging
-from ._config_args import add_config_arguments, config_from
+from ._config_args import add_connection_arguments, connection_config
 
 
 def register(commands: Any) -> None:
@@ -29,14 +29,14 @@ def register(commands: Any) -> None:
         choices=ROLES,
         help="role to run (repeatable; default: every configured role)",
     )
-    add_config_arguments(parser)
+    add_connection_arguments(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Execute ``worker``."""
     configure_logging(json=True, level=args.log_level)
-    config = config_from(args)
+    config = connection_config(args)
     return asyncio.run(serve(Runtime(config, args.role)))
 
 

@@ -14,6 +14,7 @@ from ._model import (
     KindConfig,
     LimitsConfig,
     NatsSettings,
+    PerInputMiB,
     RoleConfig,
 )
 from ._module_ref import ModuleRef, ModuleSource, parse_module_ref
@@ -28,8 +29,9 @@ from ._names import (
     PLANNER,
     ROLES,
 )
-from ._topology import MAX_DELIVERIES_ADVISORY, Topology
+from ._topology import MAX_DELIVERIES_ADVISORY, StreamLimits, Topology
 from ._validate import validate_config
+from ._yaml import DuplicateKeyError, YamlError, decode_yaml
 
 __all__ = [
     "CATALOG_ENRICH",
@@ -46,6 +48,7 @@ __all__ = [
     "PLANNER",
     "ROLES",
     "Config",
+    "DuplicateKeyError",
     "ExtensionConfig",
     "HealthSettings",
     "KindConfig",
@@ -53,9 +56,13 @@ __all__ = [
     "ModuleRef",
     "ModuleSource",
     "NatsSettings",
+    "PerInputMiB",
     "RoleConfig",
+    "StreamLimits",
     "Topology",
+    "YamlError",
     "builtin_defaults",
+    "decode_yaml",
     "load_config",
     "parse_module_ref",
     "validate_config",

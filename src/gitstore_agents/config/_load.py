@@ -13,6 +13,7 @@ from ..errors import ConfigError
 from ._defaults import builtin_defaults, deep_merge
 from ._model import Config, KindConfig, RoleConfig
 from ._validate import validate_config
+from ._yaml import DuplicateKeyError, YamlError, decode_yaml
 
 T = TypeVar("T")
 
@@ -110,8 +111,10 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"config file {path}: {exc.strerror or exc}") from None
     try:
-        raw = msgspec.yaml.decode(text)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raw = decode_yaml(text)
+    except DuplicateKeyError as exc:
+        raise ConfigError(f"config file {path}: {exc}") from None
+    except YamlError as exc:
         raise ConfigError(f"config file {path}: not valid YAML: {exc}") from None
     if raw is None:
         return {}

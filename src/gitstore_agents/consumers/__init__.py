@@ -10,7 +10,7 @@ stored, already stored, or failed), reading what a slot holds
 a ``Delivery`` to a handler and settles by the ``Decision`` it returns.
 """
 
-from ._connect import connect, connect_options
+from ._connect import NatsUnreachableError, connect, connect_options
 from ._decision import Decision, Handler, Settle
 from ._delivery import Delivery
 from ._errors import (
@@ -53,6 +53,7 @@ __all__ = [
     "JetStreamPublisher",
     "JetStreamResults",
     "MigrationReport",
+    "NatsUnreachableError",
     "PayloadTooLargeError",
     "PublishFailedError",
     "Published",

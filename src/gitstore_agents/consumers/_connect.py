@@ -1,23 +1,58 @@
-"""Connection options from the configuration, shared by workers and operator commands."""
+"""Connecting to NATS: one helper for workers and operator commands alike.
+
+``connect`` makes one bounded attempt: every server of ``nats.url`` is tried
+once, within ``nats.connect_timeout_s`` in all, and a failure is one
+``NatsUnreachableError`` naming the URL, the cause and what to check. Once
+connected, the client reconnects forever (a worker rides out server
+restarts). Whoever wants to wait for a server that is not up yet retries
+``connect`` itself (the worker does, until it is stopped), so every retry is
+visible to its caller and can be interrupted.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import socket
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-import nats
+import nats.errors
 from nats.aio.client import Client
 
 from ..config import NatsSettings
+from ..errors import ConfigError, GitStoreAgentsError
+
+Callback = Callable[..., Awaitable[None]]
+
+# How often an abandoned connection attempt is cancelled again until it ends.
+_CANCEL_CHECK_S = 0.05
+
+
+class NatsUnreachableError(GitStoreAgentsError):
+    """No server of ``nats.url`` accepted a connection within the connect timeout.
+
+    Attributes:
+        cause: The last attempt's error, in a few words (``connection refused``).
+    """
+
+    code = "nats-unreachable"
+    retryable = True
+
+    def __init__(self, message: str, *, cause: str) -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 def connect_options(settings: NatsSettings, *, name: str) -> dict[str, Any]:
-    """Keyword arguments for ``nats.connect``: servers, auth, reconnects, inbox prefix.
+    """Keyword arguments for ``Client.connect``: servers, auth, reconnects, inbox prefix.
 
     Reconnection never gives up (``max_reconnect_attempts=-1``): a worker rides
     out server restarts instead of exiting.
     """
     options: dict[str, Any] = {
-        "servers": [url.strip() for url in settings.url.split(",") if url.strip()],
+        "servers": servers_of(settings),
         "name": name,
         "allow_reconnect": True,
         "max_reconnect_attempts": -1,
@@ -33,6 +68,146 @@ def connect_options(settings: NatsSettings, *, name: str) -> dict[str, Any]:
     return options
 
 
-async def connect(settings: NatsSettings, *, name: str, **callbacks: Any) -> Client:
-    """Connect once with ``settings`` (operator commands; workers retry in ``Runtime``)."""
-    return await nats.connect(**connect_options(settings, name=name), **callbacks)
+def servers_of(settings: NatsSettings) -> list[str]:
+    """The server URLs of ``settings.url`` (comma-separated for a cluster)."""
+    return [url.strip() for url in settings.url.split(",") if url.strip()]
+
+
+async def connect(settings: NatsSettings, *, name: str, **callbacks: Callback) -> Client:
+    """Connect with ``settings``: each server tried once, ``connect_timeout_s`` in all.
+
+    ``callbacks`` (``error_cb``, ``disconnected_cb``, ...) are nats-py's; they
+    hear about the connection once it is made, not about the failed attempts
+    before (those make up the error raised instead). Cancelling the call closes
+    the half-made client, so nothing keeps retrying in the background.
+
+    Raises:
+        ConfigError: ``nats.creds_file`` cannot be read (no attempt is made).
+        NatsUnreachableError: no server accepted the connection in time.
+    """
+    _check_creds(settings)
+    options = connect_options(settings, name=name)
+    servers = len(options["servers"])
+    client = Client()
+    failures: list[BaseException] = []
+    every_server_failed = asyncio.Event()
+    connected = False
+
+    async def on_attempt_error(exc: Exception) -> None:
+        if connected:
+            forward = callbacks.get("error_cb")
+            if forward is not None:
+                await forward(exc)
+            return
+        # nats-py reports each failed attempt here and, with unlimited
+        # reconnects, goes on to the next server (or the same one) forever: stop
+        # once each server has had its chance.
+        failures.append(_refused_credentials(client, exc) or exc)
+        if len(failures) >= servers:
+            every_server_failed.set()
+
+    def once_connected(callback: Callback) -> Callback:
+        # A failed attempt also "disconnects" and "closes" the client: callers
+        # care about the connection they were given, not about those.
+        async def forward(*args: Any) -> None:
+            if connected:
+                await callback(*args)
+
+        return forward
+
+    options.update({key: once_connected(cb) for key, cb in callbacks.items()})
+    options["error_cb"] = on_attempt_error
+    attempt = asyncio.ensure_future(client.connect(**options))
+    gave_up = asyncio.ensure_future(every_server_failed.wait())
+    try:
+        await asyncio.wait(
+            {attempt, gave_up},
+            timeout=settings.connect_timeout_s,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+    except BaseException:
+        await _abandon(client, attempt, gave_up)
+        raise
+    if attempt.done() and not attempt.cancelled():
+        error = attempt.exception()
+        if error is None:
+            gave_up.cancel()
+            connected = True
+            return client
+        failures.append(error)
+    await _abandon(client, attempt, gave_up)
+    raise _unreachable(settings, failures[-1] if failures else None)
+
+
+def _unreachable(settings: NatsSettings, last: BaseException | None) -> NatsUnreachableError:
+    """The error for a failed connect to ``settings.url`` whose last attempt raised ``last``."""
+    cause, hint = _explain(last)
+    if hint is _CHECK_AUTH:
+        # The server answered: it is the identity, not the address, that is wrong.
+        return NatsUnreachableError(
+            f"NATS at {settings.url} refused the connection ({cause}); {hint}", cause=cause
+        )
+    return NatsUnreachableError(
+        f"cannot reach NATS at {settings.url} within {settings.connect_timeout_s:g}s "
+        f"({cause}); {hint}",
+        cause=cause,
+    )
+
+
+async def _abandon(client: Client, *tasks: asyncio.Future[Any]) -> None:
+    for task in tasks:
+        # Python 3.11's asyncio.wait_for (nats-py's per-step timeouts) drops a
+        # cancellation that lands just as the step it waits for completes, and
+        # the attempt would go on to its next step: cancel until it is done.
+        while not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=_CANCEL_CHECK_S)
+        if not task.cancelled():
+            task.exception()  # retrieved: never logged as "exception never retrieved"
+    # Stops the client's reader, flusher and pinger tasks and its socket, if any
+    # were started, so nothing runs (or logs) after the command gave up.
+    with contextlib.suppress(Exception):
+        await client.close()
+
+
+_CHECK_URL = "check --nats-url / nats.url and that the server is running"
+_CHECK_AUTH = "check --creds / nats.creds_file (or nats.user and nats.password)"
+
+
+def _refused_credentials(client: Client, exc: Exception) -> Exception | None:
+    """An ``AuthorizationError`` when ``exc`` is the server dropping a client it asked to log in.
+
+    A server that refuses credentials sends ``-ERR 'Authorization Violation'``
+    and closes; when the client's PING arrives after the close, the reset wins
+    and the error line is lost, so all the client sees is "connection reset".
+    The server's INFO (``auth_required``) says what that reset means.
+    """
+    info = getattr(client, "_server_info", None) or {}
+    dropped = isinstance(exc, ConnectionResetError | BrokenPipeError | ConnectionAbortedError)
+    if dropped and info.get("auth_required"):
+        return nats.errors.AuthorizationError()
+    return None
+
+
+def _explain(exc: BaseException | None) -> tuple[str, str]:
+    """(what went wrong in a few words, what to check) for a failed attempt."""
+    if exc is None or isinstance(exc, TimeoutError):
+        return "no answer", _CHECK_URL
+    if isinstance(exc, nats.errors.AuthorizationError) or "authorization" in str(exc).lower():
+        return "authorization violation", _CHECK_AUTH
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused", _CHECK_URL
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve the host: {exc.strerror or exc}", _CHECK_URL
+    if isinstance(exc, OSError):
+        return (exc.strerror or str(exc) or type(exc).__name__).lower(), _CHECK_URL
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, _CHECK_URL
+
+
+def _check_creds(settings: NatsSettings) -> None:
+    # nats-py reads the file during the handshake and would report a missing
+    # one as a failed connection; name the file instead.
+    path = settings.creds_file
+    if path and not os.access(path, os.R_OK):
+        reason = "no such file" if not os.path.exists(path) else "not readable"
+        raise ConfigError(f"nats.creds_file {path}: {reason}; check --creds / nats.creds_file")

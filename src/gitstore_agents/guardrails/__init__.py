@@ -9,7 +9,7 @@
 * ``PermissionViolations``: the server's refusals, as the client sees them.
 """
 
-from ._admission import PolicyAdmission
+from ._admission import PolicyAdmission, check_modules
 from ._basic import BasicAdmission, BasicOutputCheck
 from ._boundary import Outbound, PublishBoundary, PublishDeniedError, PublishRefusedError
 from ._nats_auth import (
@@ -93,6 +93,7 @@ __all__ = [
     "RolePolicy",
     "RoleRules",
     "authorization_config",
+    "check_modules",
     "compile_pattern",
     "default_policy",
     "inbox_prefix",

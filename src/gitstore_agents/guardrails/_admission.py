@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from ..envelopes import Stage, TaskRequest
 from ._policy import Policy, PolicyError, RoleRules
@@ -36,18 +36,7 @@ class PolicyAdmission:
         self._policy = policy
         self._rules: RoleRules = policy.role(role)
         self._allowed = dict(allowed)
-        problems = [
-            f"roles.{role}.kinds.{kind}: module {digest} is not allowed by the policy's "
-            f"roles.{role}.modules"
-            for kind, allowance in sorted(self._allowed.items())
-            for digest in sorted(allowance.modules)
-            if not self._rules.allows_module(digest)
-        ]
-        if problems:
-            raise PolicyError(
-                f"configuration and policy {policy.source} disagree:\n  - "
-                + "\n  - ".join(problems)
-            )
+        check_modules(policy, role, {kind: a.modules for kind, a in self._allowed.items()})
 
     @property
     def rules(self) -> RoleRules:
@@ -117,6 +106,34 @@ class PolicyAdmission:
         return _refuse(
             "input-too-large",
             f"the task envelope is {size} bytes, over the policy's max_envelope_bytes={limit}",
+        )
+
+
+def check_modules(policy: Policy, role: str, modules: Mapping[str, Iterable[str]]) -> None:
+    """Refuse configured modules the policy does not let ``role`` run.
+
+    The check a worker makes at start (building each role's admission), and
+    ``policy check --config`` makes without one.
+
+    Args:
+        policy: The resolved policy.
+        role: The role.
+        modules: Each task kind the role's configuration runs to its module digests.
+
+    Raises:
+        PolicyError: naming each kind and digest the policy does not allow.
+    """
+    rules = policy.role(role)
+    problems = [
+        f"roles.{role}.kinds.{kind}: module {digest} is not allowed by the policy's "
+        f"roles.{role}.modules"
+        for kind, digests in sorted(modules.items())
+        for digest in sorted(digests)
+        if not rules.allows_module(digest)
+    ]
+    if problems:
+        raise PolicyError(
+            f"configuration and policy {policy.source} disagree:\n  - " + "\n  - ".join(problems)
         )
 
 

@@ -18,7 +18,16 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
-from ..config import GIT_PUSH, MARKDOWN_COMPILE, PLANNER, ROLES, Config
+from ..config import (
+    GIT_PUSH,
+    MARKDOWN_COMPILE,
+    PLANNER,
+    ROLES,
+    Config,
+    DuplicateKeyError,
+    YamlError,
+    decode_yaml,
+)
 from ..envelopes import RESOURCE_KINDS, Limits, SubjectError, Subjects, task_kind
 from ..errors import ConfigError
 from ..sandbox import REFERENCE_MODULES, module_digest, reference_module_path
@@ -300,8 +309,11 @@ def parse_policy(data: bytes, *, source: str = "<policy>", base_dir: Path | None
     if len(data) > MAX_POLICY_FILE_BYTES:
         raise PolicyError(f"{source}: {len(data)} bytes, over the limit of {MAX_POLICY_FILE_BYTES}")
     try:
-        raw = msgspec.yaml.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raw = decode_yaml(data)
+    except DuplicateKeyError as exc:
+        # The last one would win silently: a reviewer may have read the first.
+        raise PolicyError(f"{source}: {exc}") from None
+    except YamlError as exc:
         raise PolicyError(f"{source}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise PolicyError(f"{source}: the top level must be a mapping, got {type(raw).__name__}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from ..config import ModuleRef, ModuleSource, parse_module_ref
+from ..config import ModuleRef, ModuleSource, RoleConfig, parse_module_ref
 from ..consumers import ContentUnavailableError
 from ..sandbox import (
     CompiledModule,
@@ -38,11 +38,7 @@ class ModuleLoader:
         cached = self._digests.get(reference)
         if cached is not None:
             return cached
-        ref = parse_module_ref(reference)
-        if ref.source is ModuleSource.OBJECT_STORE:
-            digest = ref.value
-        else:
-            digest = module_digest(await asyncio.to_thread(_read_local, ref))
+        digest = await asyncio.to_thread(reference_digest, reference)
         self._digests[reference] = digest
         return digest
 
@@ -66,6 +62,34 @@ class ModuleLoader:
     async def ensure(self, digest: str) -> CompiledModule:
         """The compiled module for ``digest``, fetched from the object store if needed."""
         return await self._registry.load(digest)
+
+
+def reference_digest(reference: str) -> str:
+    """The digest a module reference names (reads local files, never the object store).
+
+    Raises:
+        ConfigError: the reference is malformed.
+        ContentUnavailableError: a local module file cannot be read.
+    """
+    ref = parse_module_ref(reference)
+    if ref.source is ModuleSource.OBJECT_STORE:
+        return ref.value
+    return module_digest(_read_local(ref))
+
+
+def configured_digests(role: RoleConfig) -> dict[str, frozenset[str]]:
+    """Each task kind of ``role`` to the digests of the modules it may run.
+
+    A kind's own module and its extensions' (an extension without a module
+    runs the kind's), resolved locally by ``reference_digest``.
+    """
+    return {
+        kind: frozenset(
+            reference_digest(ref)
+            for ref in [config.module, *(e.module for e in config.extensions if e.module)]
+        )
+        for kind, config in role.kinds.items()
+    }
 
 
 def _read_local(ref: ModuleRef) -> bytes:

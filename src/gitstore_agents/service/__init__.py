@@ -6,7 +6,7 @@ modules, handlers, pull workers), serves ``/healthz``, ``/readyz`` and
 (``StatusService``) while it runs.
 """
 
-from ._health import HealthServer
+from ._health import HealthPortError, HealthServer
 from ._runtime import AdmissionFactory, Runtime, default_worker_id
 from ._status import (
     STATUS_QUEUE_GROUP,
@@ -29,6 +29,7 @@ __all__ = [
     "TRACE_ID_HEADER",
     "AdmissionFactory",
     "EventStatus",
+    "HealthPortError",
     "HealthServer",
     "KeyStatus",
     "Runtime",

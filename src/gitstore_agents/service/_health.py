@@ -10,11 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import Callable
 
 import structlog
 
+from ..errors import GitStoreAgentsError
+
 log = structlog.get_logger(__name__)
+
+
+class HealthPortError(GitStoreAgentsError):
+    """The health server cannot listen on ``health.host``:``health.port``."""
+
+    code = "health-port-unavailable"
+
 
 Route = Callable[[], tuple[int, str]]
 """Returns (HTTP status, plain-text body)."""
@@ -47,8 +57,23 @@ class HealthServer:
         self._routes[path] = handler
 
     async def start(self) -> None:
-        """Listen; ``port`` holds the bound port afterwards."""
-        self._server = await asyncio.start_server(self._serve, self._host, self.port)
+        """Listen; ``port`` holds the bound port afterwards.
+
+        Raises:
+            HealthPortError: the address is taken (another worker on the host?)
+                or may not be used.
+        """
+        try:
+            self._server = await asyncio.start_server(self._serve, self._host, self.port)
+        except OSError as exc:
+            # asyncio's bind error repeats the address; the errno's text is the cause.
+            reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+            raise HealthPortError(
+                f"health.port={self.port} on health.host={self._host} is not available "
+                f"({reason}; another worker on this host?); set a free port with health.port "
+                "in the configuration or GITSTORE_HEALTH_PORT (0 picks one; health.port: null "
+                "turns the health server off)"
+            ) from exc
         self.port = self._server.sockets[0].getsockname()[1]
         log.info("health server listening", host=self._host, port=self.port)
 

@@ -43,16 +43,17 @@ from ..consumers import (
     Handler,
     JetStreamPublisher,
     JetStreamResults,
+    NatsUnreachableError,
     PullWorker,
     TopologyError,
     WorkerSettings,
-    connect_options,
+    connect,
     dead_letter_consumer,
     provision,
     role_consumer,
     verify,
 )
-from ..envelopes import ContentStore, Limits
+from ..envelopes import ContentStore
 from ..errors import ConfigError
 from ..guardrails import (
     Admission,
@@ -80,6 +81,7 @@ from ..pipeline import (
 )
 from ..sandbox import ModuleRegistry, ModuleStore, Sandbox, default_cache_dir
 from ..telemetry import (
+    INSTRUMENTS,
     Observer,
     TelemetryObserver,
     TrailEntry,
@@ -214,24 +216,49 @@ class Runtime:
         """True when ``/readyz`` answers 200."""
         return self.readiness()[0]
 
-    async def start(self, stop: asyncio.Event | None = None) -> None:
+    @property
+    def sandbox(self) -> Sandbox:
+        """The sandbox every role of this process runs modules in (after ``build``)."""
+        assert self._sandbox is not None, "build() creates the sandbox"
+        return self._sandbox
+
+    async def start(self, stop: asyncio.Event | None = None, *, retry: bool = True) -> None:
         """Connect, provision or verify, warm modules, build every role's worker.
 
         Retries while NATS is unreachable or the topology is missing (readiness
-        says why) until ``stop`` is set.
+        says why) until ``stop`` is set; setting ``stop`` interrupts even a
+        connection attempt. With ``retry=False`` (a tool run such as ``replay``)
+        the first failure is raised instead.
 
         Raises:
             ConfigError: a module reference cannot be resolved (permanent).
+            HealthPortError: the health server cannot listen on its port.
+            NatsUnreachableError: NATS could not be reached (``retry=False``,
+                or ``stop`` set before it was).
+            TopologyError: the topology is missing (``retry=False``).
         """
         stop = stop or asyncio.Event()
+        # Every series an alert watches reports 0 from the first scrape, and the
+        # connection and readiness gauges read this runtime.
+        INSTRUMENTS.preset(
+            self.config,
+            self.roles,
+            durables=[
+                spec(self.config, role).durable
+                for role in self.roles
+                for spec in (role_consumer, dead_letter_consumer)
+            ],
+            ready=lambda: self.ready,
+            connection=lambda: self._nc,
+        )
         health = self.config.health
         try:
             if health.port is not None and self._health is None:
                 self._health = HealthServer(self.readiness, host=health.host, port=health.port)
                 self._health.route("/metrics", metrics_text)
                 await self._health.start()
-            await self._connect(stop)
-            await self._ensure_topology(stop)
+            await self._connect(stop, retry=retry)
+            await self._ensure_topology(stop, retry=retry)
             await self.build()
             await self._start_status()
         except BaseException:
@@ -326,27 +353,57 @@ class Runtime:
         self._status = StatusService(self.nc, reader, self.config.topology, self.worker_id)
         await self._status.start()
 
-    async def _connect(self, stop: asyncio.Event) -> None:
+    async def _connect(self, stop: asyncio.Event, *, retry: bool) -> None:
         settings = self.config.nats
-        options = connect_options(settings, name=f"gitstore-agents/{self.worker_id}")
-        options.update(
-            disconnected_cb=self._on_disconnected,
-            reconnected_cb=self._on_reconnected,
-            error_cb=self._on_error,
-            closed_cb=self._on_closed,
-        )
+        # One warning per failed attempt, at most every few seconds: a worker
+        # started before its server must not flood the log while it waits.
+        pause = max(settings.reconnect_wait_s, _START_RETRY_S)
         while self._nc is None:
+            attempt = asyncio.ensure_future(
+                connect(
+                    settings,
+                    name=f"gitstore-agents/{self.worker_id}",
+                    disconnected_cb=self._on_disconnected,
+                    reconnected_cb=self._on_reconnected,
+                    error_cb=self._on_error,
+                    closed_cb=self._on_closed,
+                )
+            )
+            stopping = asyncio.ensure_future(stop.wait())
             try:
-                self._nc = await nats.connect(**options)
-            except Exception as exc:
-                if stop.is_set():
-                    raise
-                log.warning("cannot connect to NATS; retrying", url=settings.url, error=repr(exc))
-                await _sleep_unless(stop, settings.reconnect_wait_s)
+                await asyncio.wait({attempt, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopping.cancel()
+                if not attempt.done():
+                    # Stopped mid-attempt: cancelling closes the half-made client.
+                    attempt.cancel()
+                    with contextlib.suppress(BaseException):
+                        await attempt
+            if not attempt.cancelled() and attempt.exception() is None:
+                self._nc = attempt.result()  # close() closes it, even when stopping now
+            if stop.is_set():
+                raise NatsUnreachableError(
+                    f"stopped while connecting to NATS at {settings.url}", cause="stopped"
+                )
+            if self._nc is not None:
+                break
+            error = attempt.exception()
+            assert error is not None
+            if not retry or not isinstance(error, NatsUnreachableError):
+                raise error
+            log.warning(
+                "cannot connect to NATS; retrying",
+                url=settings.url,
+                error=error.cause,
+                retry_in_s=pause,
+            )
+            await _sleep_unless(stop, pause)
+            if stop.is_set():
+                raise error
         self._connected = True
         self._js = self._nc.jetstream(timeout=settings.request_timeout_s)
 
-    async def _ensure_topology(self, stop: asyncio.Event) -> None:
+    async def _ensure_topology(self, stop: asyncio.Event, *, retry: bool) -> None:
         while True:
             try:
                 if self.config.provision_on_start:
@@ -354,7 +411,7 @@ class Runtime:
                 else:
                     await verify(self.js, self.config, self.roles)
             except (TopologyError, nats.errors.Error, TimeoutError) as exc:
-                if stop.is_set():
+                if stop.is_set() or not retry:
                     raise
                 log.warning("topology not ready; retrying", error=str(exc))
                 await _sleep_unless(stop, _START_RETRY_S)
@@ -430,7 +487,7 @@ class Runtime:
                 {MARKDOWN_COMPILE: await self.modules.digest(compile_kind.module)},
                 reporter.publisher,
                 reporter,
-                limits={MARKDOWN_COMPILE: compile_kind.limits.task_limits()},
+                limits={MARKDOWN_COMPILE: compile_kind.limits},
                 content=self.content,
             )
         kinds = tuple(sorted(settings.kinds))
@@ -446,7 +503,7 @@ class Runtime:
                 await self.modules.load(ref)
                 digests.add(await self.modules.digest(ref))
             allowed[kind] = KindAllowance(
-                modules=frozenset(digests), ceilings=kind_config.limits.task_limits()
+                modules=frozenset(digests), ceilings=kind_config.limits.ceilings()
             )
         follow_ups = tuple([await self._follow_up(kind) for kind in settings.follow_ups])
         executor = ThreadPoolExecutor(settings.concurrency, thread_name_prefix=f"sandbox-{role}")
@@ -480,9 +537,11 @@ class Runtime:
             for extension in kind_config.extensions:
                 ref = extension.module or kind_config.module
                 extensions.append((extension, await self.modules.digest(ref)))
-        limits: Limits = kind_config.limits.task_limits()
         return FollowUpSpec(
-            kind=kind, module_digest=digest, limits=limits, extensions=tuple(extensions)
+            kind=kind,
+            module_digest=digest,
+            limits=kind_config.limits,
+            extensions=tuple(extensions),
         )
 
     def _worker(self, role: str, handler: Handler) -> PullWorker:
