@@ -30,6 +30,7 @@ from gitstore_agents.config import (
     MARKDOWN_COMPILER,
     PLANNER,
     ExtensionConfig,
+    LimitsConfig,
     Topology,
 )
 from gitstore_agents.consumers import Delivery, Published, StoredMessage
@@ -86,11 +87,12 @@ class MemoryStreams:
         fail: Raised by the next publishes while set (to play an outage).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_payload: int = 1024 * 1024) -> None:
         self.sent: list[Sent] = []
         self.kept: list[Sent] = []
         self.stored: dict[str, list[Sent]] = {}
         self.fail: Exception | None = None
+        self.max_payload = max_payload
         self._seq = 0
 
     async def publish(self, messages: Sequence[Outbound], *, span: bool = True) -> list[Published]:
@@ -198,7 +200,7 @@ def task_pipeline(
                 FollowUpSpec(
                     kind=follow_kind,
                     module_digest=follow_digest,
-                    limits=Limits(),
+                    limits=LimitsConfig(),
                     extensions=tuple((e, follow_digest) for e in extensions)
                     if follow_kind == EXTENSION_RUN
                     else (),

@@ -290,7 +290,7 @@ async def planned_task(runtime: Runtime, event: GitEvent) -> TaskRequest:
         event,
         event.event_id,
         {MARKDOWN_COMPILE: digest},
-        {MARKDOWN_COMPILE: kind.limits.task_limits()},
+        {MARKDOWN_COMPILE: kind.limits},
     )
     return derived.task
 

@@ -89,7 +89,7 @@ def test_every_rendered_config_loads_and_every_role_starts_under_the_policy(
                     _digest(ref)
                     for ref in [k.module, *(e.module for e in k.extensions if e.module)]
                 ),
-                ceilings=k.limits.task_limits(),
+                ceilings=k.limits.ceilings(),
             )
             for kind, k in settings.kinds.items()
         }

@@ -25,12 +25,12 @@ from gitstore_agents.config import (
     MARKDOWN_COMPILER,
     PLANNER,
     ROLES,
+    LimitsConfig,
     Topology,
 )
 from gitstore_agents.embedded import NatsServer, nats_server_binary
 from gitstore_agents.envelopes import (
     AuditDecision,
-    Limits,
     Stage,
     canonical_json,
     headers,
@@ -384,7 +384,7 @@ async def test_a_task_asking_for_more_fuel_than_the_ceiling_is_refused_before_ru
         event,
         event.event_id,
         {MARKDOWN_COMPILE: COMPILE_DIGEST},
-        {MARKDOWN_COMPILE: Limits(fuel=10**11, timeout_ms=1000)},
+        {MARKDOWN_COMPILE: LimitsConfig(fuel=10**11, timeout_ms=1000)},
     )
     task = derived.task
     observer = LogObserver()

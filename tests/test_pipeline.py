@@ -22,6 +22,7 @@ from gitstore_agents.config import (
     GIT_PUSH,
     MARKDOWN_COMPILE,
     ExtensionConfig,
+    LimitsConfig,
 )
 from gitstore_agents.consumers import PublishFailedError, Settle
 from gitstore_agents.envelopes import (
@@ -59,7 +60,7 @@ def make_task(kind: str, module: bytes, task_input: dict[str, Any], **limits: in
         kind=kind,
         input_bytes=canonical_json(task_input),
         module_digest="sha256:" + __import__("hashlib").sha256(module).hexdigest(),
-        limits=Limits(**limits) if limits else Limits(),
+        limits=LimitsConfig(**limits) if limits else LimitsConfig(),
         source_event_id=EVENT_ID,
         repository_id=REPOSITORY,
         commit_sha="a" * 40,
@@ -98,7 +99,7 @@ async def test_a_task_stores_one_validation_request_and_one_audit_record(tmp_pat
     assert request.output_digest == canonical_digest(json.loads(bytes(request.output)))
     # The contract's headers, on the result as on every other message.
     assert stored.headers[headers.MSG_ID] == task.idempotency_key
-    assert stored.headers[headers.SCHEMA_VERSION] == "1.0"
+    assert stored.headers[headers.SCHEMA_VERSION] == "1.1", "ValidationRequest 1.1: output_ref"
     assert stored.headers[headers.REQUEST_ID] == "req-1"
     (record,) = audit_records(p.streams)
     assert (record.decision, record.event_id, record.role) == (

@@ -111,7 +111,7 @@ async def test_git_event_yields_one_validation_request_per_markdown_file(
         stored_msg = await js.get_msg(topology.validation_stream, seq)
         sent = stored_msg.headers or {}
         assert sent["Content-Type"] == "application/json"
-        assert sent["GitStore-Schema-Version"] == "1.0"
+        assert sent["GitStore-Schema-Version"] == "1.1"  # ValidationRequest 1.1
         assert sent["X-Request-ID"] == event.request_id
         assert sent["Nats-Msg-Id"] == decode(stored_msg.data, ValidationRequest).idempotency_key
 

@@ -36,7 +36,7 @@ _ECHO = (
       (br $spin)))
     (block $eof (loop $read
       (i32.store (i32.const 16) (i32.add (i32.const 1024) (local.get $total)))
-      (i32.store (i32.const 20) (i32.sub (i32.const 1047552) (local.get $total)))
+      (i32.store (i32.const 20) (i32.sub (i32.const {buffer}) (local.get $total)))
       (br_if $eof (i32.ne
         (call $fd_read (i32.const 0) (i32.const 16) (i32.const 1) (i32.const 24)) (i32.const 0)))
       (local.set $n (i32.load (i32.const 24)))
@@ -61,12 +61,16 @@ _TEXT = (
 )
 
 
-def echo_module(key: str = "echo", *, spin: int = 0) -> bytes:
+def echo_module(key: str = "echo", *, spin: int = 0, pages: int = 16) -> bytes:
     """Outputs ``{"<key>": <stdin>}`` after ``spin`` idle loop iterations.
 
-    A different ``key`` (or ``spin``) is a different module with its own digest.
+    A different ``key`` (or ``spin``) is a different module with its own
+    digest. It reads at most its memory (``pages`` of 64 KiB) less 1 KiB.
     """
-    return wasmtime.wat2wasm(_ECHO.format(key=key, spin=spin, prefix_len=len(key) + 4))
+    wat = _ECHO.format(key=key, spin=spin, prefix_len=len(key) + 4, buffer=pages * 65536 - 1024)
+    return wasmtime.wat2wasm(
+        wat.replace('(memory (export "memory") 16)', f'(memory (export "memory") {pages})')
+    )
 
 
 def text_module(text: str, *, exit_code: int = 0) -> bytes:

@@ -76,22 +76,73 @@ class ExtensionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     parameters: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
+MIB = 1024 * 1024
+
+
+class PerInputMiB(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What a task's limits grow by for each MiB of its input (0: they do not).
+
+    Attributes:
+        fuel: Fuel added per MiB of input.
+        timeout_ms: Milliseconds of deadline added per MiB of input.
+        memory_bytes: Linear memory added per MiB of input.
+    """
+
+    fuel: NonNegativeInt = 0
+    timeout_ms: NonNegativeInt = 0
+    memory_bytes: NonNegativeInt = 0
+
+
 class LimitsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Sandbox limits of a task kind (a typo here must fail, not be ignored).
 
+    A task's limits are the base values plus ``per_input_mib`` for each MiB of
+    its input, up to the ``max_*`` values: a small input gets a small budget
+    (a runaway module stops early), the largest input the policy admits gets
+    what it needs. Without ``per_input_mib`` every task gets the base values.
+
     Attributes:
-        fuel: Deterministic CPU budget in wasmtime fuel units.
-        timeout_ms: Wall-clock deadline of one run.
-        memory_bytes: Cap on the module's linear memory.
+        fuel: Deterministic CPU budget in wasmtime fuel units, for an empty input.
+        timeout_ms: Wall-clock deadline of one run, for an empty input.
+        memory_bytes: Cap on the module's linear memory, for an empty input.
+        per_input_mib: What each MiB of input adds.
+        max_fuel: The most fuel a task of this kind gets (default: ``fuel``).
+        max_timeout_ms: The longest deadline (default: ``timeout_ms``).
+        max_memory_bytes: The most memory (default: ``memory_bytes``).
     """
 
     fuel: PositiveInt = Limits().fuel
     timeout_ms: PositiveInt = Limits().timeout_ms
     memory_bytes: PositiveInt = Limits().memory_bytes
+    per_input_mib: PerInputMiB = msgspec.field(default_factory=PerInputMiB)
+    max_fuel: PositiveInt | None = None
+    max_timeout_ms: PositiveInt | None = None
+    max_memory_bytes: PositiveInt | None = None
 
-    def task_limits(self) -> Limits:
-        """The limits as a task envelope carries them."""
-        return Limits(fuel=self.fuel, timeout_ms=self.timeout_ms, memory_bytes=self.memory_bytes)
+    def ceilings(self) -> Limits:
+        """The most a task of this kind may ask for (admission's configured ceiling)."""
+        return Limits(
+            fuel=max(self.fuel, self.max_fuel or 0),
+            timeout_ms=max(self.timeout_ms, self.max_timeout_ms or 0),
+            memory_bytes=max(self.memory_bytes, self.max_memory_bytes or 0),
+        )
+
+    def task_limits(self, input_bytes: int = 0) -> Limits:
+        """The limits of a task whose canonical input is ``input_bytes`` long.
+
+        Integer arithmetic only: the limits are part of the task, which must
+        be the same bytes on every machine that derives it.
+        """
+        most, grow = self.ceilings(), self.per_input_mib
+
+        def scaled(base: int, per_mib: int, ceiling: int) -> int:
+            return min(ceiling, base + per_mib * input_bytes // MIB)
+
+        return Limits(
+            fuel=scaled(self.fuel, grow.fuel, most.fuel),
+            timeout_ms=scaled(self.timeout_ms, grow.timeout_ms, most.timeout_ms),
+            memory_bytes=scaled(self.memory_bytes, grow.memory_bytes, most.memory_bytes),
+        )
 
 
 class KindConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -100,7 +151,8 @@ class KindConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     Attributes:
         module: ``reference:<name>`` (a packaged module), ``sha256:<hex>`` (from
             the modules object store) or ``file:<path>`` (a local file).
-        limits: Limits planned tasks get; also the role's ceilings at admission.
+        limits: Limits planned tasks get (scaled by input size); their
+            ``ceilings()`` are the role's configured ceilings at admission.
         extensions: For ``extension.run``: one follow-up task per extension.
     """
 

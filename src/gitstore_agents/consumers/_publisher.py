@@ -21,12 +21,14 @@ the publisher reads the answers itself, one subscription for all of them.)
 
 Each confirmed batch is one ``send`` span; its trace context goes into every
 message that does not carry one yet, so whoever consumes a task, a validation
-request or a diagnostic continues the trace it came from.
+request or a diagnostic continues the trace it came from. Every batch's
+duration is recorded (``messaging.client.operation.duration``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -37,7 +39,7 @@ from nats.aio.msg import Msg
 from ..envelopes import headers as hdr
 from ..errors import GitStoreAgentsError
 from ..guardrails import Outbound, PublishBoundary, PublishDeniedError, PublishRefusedError
-from ..telemetry import inject, send_span
+from ..telemetry import INSTRUMENTS, error_type, inject, send_span
 from ._errors import PublishFailedError
 
 SLOT_TAKEN = 10077
@@ -67,6 +69,23 @@ class PayloadTooLargeError(GitStoreAgentsError):
     retryable = False
 
 
+# ``NATS/1.0\r\n`` before the headers and the blank line after them.
+_HEADER_FRAME = len(b"NATS/1.0\r\n") + 2
+
+
+def wire_size(message: Outbound) -> int:
+    """Bytes ``message`` counts against the server's ``max_payload``: headers and payload.
+
+    nats-py compares only the payload with ``max_payload``; the server counts
+    both, and answers a message over the limit by closing the connection.
+    """
+    headers = message.headers
+    size = len(message.payload)
+    if headers:
+        size += _HEADER_FRAME + sum(len(k) + len(v) + 4 for k, v in headers.items())
+    return size
+
+
 class Published(msgspec.Struct, frozen=True, kw_only=True):
     """What became of one published message.
 
@@ -92,6 +111,11 @@ class Published(msgspec.Struct, frozen=True, kw_only=True):
 
 class Publisher(Protocol):
     """How the pipeline publishes: confirmed, and told which slots were already taken."""
+
+    @property
+    def max_payload(self) -> int:
+        """The largest message (headers and payload) the server accepts."""
+        ...
 
     async def publish(self, messages: Sequence[Outbound], *, span: bool = True) -> list[Published]:
         """Publish ``messages``; one ``Published`` each, in order.
@@ -184,6 +208,11 @@ class JetStreamPublisher:
         self.timeout_s = timeout_s
         self._acks = _Acks(boundary)
 
+    @property
+    def max_payload(self) -> int:
+        """The largest message (headers and payload) the connected server accepts."""
+        return int(self.boundary.connection.max_payload)
+
     async def publish(self, messages: Sequence[Outbound], *, span: bool = True) -> list[Published]:
         """Publish ``messages`` asynchronously, then wait once for all their answers.
 
@@ -192,16 +221,33 @@ class JetStreamPublisher:
         """
         if not messages:
             return []
-        if not span:
-            _trace(messages)
-            return await self._publish(messages)
-        # A failure propagating out of the span is recorded on it (error status).
-        ids = [m.headers.get(hdr.MSG_ID) for m in messages]
-        with send_span([m.subject for m in messages], ids):
-            _trace(messages)
-            return await self._publish(messages)
+        started = time.perf_counter()
+        try:
+            if not span:
+                _trace(messages)
+                published = await self._publish(messages)
+            else:
+                # A failure propagating out of the span is recorded on it (error status).
+                ids = [m.headers.get(hdr.MSG_ID) for m in messages]
+                with send_span([m.subject for m in messages], ids, self.boundary.connection):
+                    _trace(messages)
+                    published = await self._publish(messages)
+        except Exception as exc:
+            INSTRUMENTS.send_duration.record(time.perf_counter() - started, error_type(exc))
+            raise
+        INSTRUMENTS.send_duration.record(time.perf_counter() - started, "")
+        return published
 
     async def _publish(self, messages: Sequence[Outbound]) -> list[Published]:
+        limit = self.max_payload
+        for message in messages:
+            size = wire_size(message)
+            if size > limit:
+                # Checked before anything of the batch is sent: all or nothing.
+                raise PayloadTooLargeError(
+                    f"publish to {message.subject}: the message is {size} bytes (payload "
+                    f"{len(message.payload)}), over the NATS server's max_payload={limit}"
+                )
         boundary = self.boundary
         since = boundary.clock()
         loop = asyncio.get_running_loop()

@@ -37,6 +37,7 @@ from ._codec import (
     canonicalize,
     decode,
     decode_json,
+    lone_surrogate,
 )
 from ._content import (
     CONTENT_BUCKET,
@@ -144,6 +145,7 @@ __all__ = [
     "input_token",
     "is_digest",
     "json_schema",
+    "lone_surrogate",
     "object_name",
     "requeue_slot",
     "resolve_blobs",

@@ -96,6 +96,12 @@ def _check_task(value: TaskRequest) -> tuple[str, str] | None:
 
 
 def _check_validation(value: ValidationRequest) -> tuple[str, str] | None:
+    if (value.output is msgspec.UNSET) == (value.output_ref is msgspec.UNSET):
+        return "$.output", "Expected exactly one of `output` and `output_ref`"
+    if value.output is msgspec.UNSET:
+        if value.output_ref != value.output_digest:
+            return "$.output_ref", "Expected the output's digest, `output_digest`"
+        return None
     # ``output`` is embedded verbatim (not parsed by the envelope decoder), so
     # its canonical form and its digest are checked here.
     try:
@@ -187,11 +193,38 @@ def _parse(data: bytes, type_: Any, name: str, max_bytes: int) -> Any:
             bytes(data).decode("utf-8")
         except UnicodeDecodeError as bad:
             raise EnvelopeError(f"{name}: invalid UTF-8 at byte {bad.start}") from None
+        surrogate = lone_surrogate(data)
+        if surrogate is not None:
+            raise EnvelopeError(f"{name}: {surrogate}") from None
         raise EnvelopeError(f"{name}: malformed JSON: {exc}") from None
     except RecursionError:
         raise EnvelopeError(
             f"{name}: nested too deeply to decode", code="envelope-too-deep"
         ) from None
+
+
+# A high surrogate escape (and the low one after it, if any), or a low one alone.
+_SURROGATE = re.compile(
+    rb"\\u[dD][89abAB][0-9a-fA-F]{2}(\\u[dD][c-fC-F][0-9a-fA-F]{2})?"
+    rb"|\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+)
+
+
+def lone_surrogate(data: bytes) -> str | None:
+    """What is wrong when ``data`` escapes half of a UTF-16 surrogate pair, else None.
+
+    JSON's grammar allows ``\\ud800`` alone, but it is not a Unicode character:
+    msgspec refuses it with the misleading "Input data was truncated".
+    """
+    for match in _SURROGATE.finditer(data):
+        high = match.group(0)[:6].lower()
+        if high < b"\\udc00" and match.group(1) is not None:
+            continue  # a proper pair
+        return (
+            f"the string escape {match.group(0)[:6].decode()} at byte {match.start()} is half "
+            "of a surrogate pair: not a Unicode character, so no canonical form"
+        )
+    return None
 
 
 def _split(message: str) -> tuple[str, str | None]:

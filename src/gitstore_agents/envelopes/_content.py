@@ -297,7 +297,8 @@ async def resolve_task_input(
 
     Raises:
         EnvelopeError: both or neither of ``input``/``input_ref`` are set, the
-            input does not match ``input_digest``, or a ref needs a missing store.
+            input does not match ``input_digest``, a ref needs a missing store,
+            or the input behind the ref is over ``max_bytes`` (``input-too-large``).
         ContentError: the ref could not be resolved.
     """
     if (task.input is None) == (task.input_ref is None):
@@ -314,11 +315,25 @@ async def resolve_task_input(
                 field="$.input_ref",
                 code="content-store-missing",
             )
-        data = await store.get(task.input_ref, max_bytes=max_bytes)
+        try:
+            data = await store.get(task.input_ref, max_bytes=max_bytes)
+        except ContentTooLargeError as exc:
+            raise EnvelopeError(
+                f"TaskRequest: the input behind input_ref is too large: {exc.message}",
+                field="$.input_ref",
+                code="input-too-large",
+            ) from None
         if sha256_digest(data) != task.input_digest:
             # The stored bytes must be the canonical form, or their digest would
             # not be the input digest every key was derived from.
-            data = canonical_json(decode_json(data, max_bytes=max_bytes, what="TaskRequest input"))
+            try:
+                document = decode_json(data, max_bytes=max_bytes, what="TaskRequest input")
+            except EnvelopeError as exc:
+                raise ContentError(
+                    f"the object behind input_ref {task.input_ref} is not a JSON document: "
+                    f"{exc.message}"
+                ) from None
+            data = canonical_json(document)
     digest = sha256_digest(data)
     if digest != task.input_digest:
         raise EnvelopeError(

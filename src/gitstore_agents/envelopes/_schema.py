@@ -46,6 +46,13 @@ SCHEMA_TYPES: tuple[type[msgspec.Struct], ...] = (
     ValidationErrors,
 )
 
+# Rules across fields that msgspec's types cannot state: exactly one of two
+# present (and not null).
+_ONE_OF: dict[str, tuple[str, str]] = {
+    "TaskRequest": ("input", "input_ref"),
+    "ValidationRequest": ("output", "output_ref"),
+}
+
 # Types a schema points at by hand (``extra_json_schema``) rather than by field type.
 _HAND_REFERENCED: tuple[type[msgspec.Struct], ...] = (MdastNode,)
 
@@ -63,6 +70,12 @@ def json_schema(type_: type[msgspec.Struct]) -> dict[str, Any]:
         # Struct docstrings become descriptions; drop their source indentation.
         if "description" in definition:
             definition["description"] = inspect.cleandoc(definition["description"])
+    for name, fields in _ONE_OF.items():
+        if name in defs:
+            defs[name]["oneOf"] = [
+                {"required": [field], "properties": {field: {"not": {"type": "null"}}}}
+                for field in fields
+            ]
     return {
         "$schema": JSON_SCHEMA_DIALECT,
         "$comment": _GENERATED,

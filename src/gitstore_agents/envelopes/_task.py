@@ -24,6 +24,9 @@ from ._types import (
 )
 
 SCHEMA_VERSION = "1.0"
+VALIDATION_SCHEMA_VERSION = "1.1"
+"""``ValidationRequest``'s version: 1.1 added ``output_ref`` (an output too
+large for one message travels through the content store)."""
 
 Parameters = Annotated[
     dict[str, Any],
@@ -100,7 +103,10 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
 class TaskRequest(msgspec.Struct, frozen=True, kw_only=True):
     """One unit of work: run ``module_digest`` with ``input`` on stdin.
 
-    Published to ``<prefix>.tasks.<kind>`` with ``Nats-Msg-Id: <idempotency_key>``.
+    Published to its slot ``<prefix>.tasks.<kind>.<key>`` with ``Nats-Msg-Id:
+    <idempotency_key>``. An input too large for one message travels through
+    the content store (``input_ref``) under the same ``input_digest``, so the
+    key is the same either way.
     Every field is a pure function of the source event and the module, so a
     replayed event derives byte-identical tasks (and the same idempotency key).
 
@@ -169,13 +175,17 @@ Output = Annotated[
 class ValidationRequest(msgspec.Struct, frozen=True, kw_only=True):
     """A proposed change handed to the control plane's validation pipeline.
 
-    Published to ``<prefix>.validation.<kind>`` with ``Nats-Msg-Id:
-    <idempotency_key>``. ``output`` is the module's output in canonical JSON
-    (for ``markdown.compile`` a ``CompiledResource``); ``output_digest`` is the
-    sha256 of those bytes, the value ``replay --verify`` compares.
+    Published to its slot ``<prefix>.validation.<kind>.<key>`` with
+    ``Nats-Msg-Id: <idempotency_key>``. ``output`` is the module's output in
+    canonical JSON (for ``markdown.compile`` a ``CompiledResource``);
+    ``output_digest`` is the sha256 of those bytes, the value ``replay
+    --verify`` compares. An output too large to travel in one message (the
+    server's max payload) is stored in the content store instead, under its
+    digest: then ``output`` is absent and ``output_ref`` (= ``output_digest``)
+    names the object. Exactly one of the two is present.
 
     Attributes:
-        schema_version: Contract version, ``1.0``.
+        schema_version: Contract version, ``1.1``.
         idempotency_key: The task's idempotency key.
         task_id: The task's id.
         kind: The task's kind.
@@ -185,12 +195,14 @@ class ValidationRequest(msgspec.Struct, frozen=True, kw_only=True):
         path: The catalog file the output is about.
         module_digest: Module that produced the output.
         input_digest: Input the module read.
-        output: The output document, canonical JSON.
-        output_digest: ``sha256`` of ``output``'s bytes.
+        output: The output document, canonical JSON (absent when by ref).
+        output_ref: ``sha256:<hex>`` of the output stored in the content
+            store (present only when the output is not inline).
+        output_digest: ``sha256`` of the output's bytes.
         usage: Resources the run consumed.
     """
 
-    schema_version: SchemaVersion = SCHEMA_VERSION
+    schema_version: SchemaVersion = VALIDATION_SCHEMA_VERSION
     idempotency_key: Digest
     task_id: Token
     kind: Kind
@@ -200,7 +212,10 @@ class ValidationRequest(msgspec.Struct, frozen=True, kw_only=True):
     path: RepoPath
     module_digest: Digest
     input_digest: Digest
-    output: Output
+    # UNSET, not None: absent from the JSON when not used, so an inline
+    # result's bytes are what they were before ``output_ref`` existed.
+    output: Output | msgspec.UnsetType = msgspec.UNSET
+    output_ref: Digest | msgspec.UnsetType = msgspec.UNSET
     output_digest: Digest
     usage: Usage
 

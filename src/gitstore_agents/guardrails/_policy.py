@@ -262,12 +262,17 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True):
                         f"{list(rules.kinds)} does not allow it"
                     )
                     continue
+                # The most a task of the kind may get (its largest input's limits).
+                most = kind_config.limits.ceilings()
                 for field in ("fuel", "timeout_ms", "memory_bytes"):
-                    asked = getattr(kind_config.limits, field)
+                    asked = getattr(most, field)
                     ceiling = getattr(rules.ceilings, field)
                     if asked > ceiling:
+                        named = (
+                            field if asked == getattr(kind_config.limits, field) else f"max_{field}"
+                        )
                         problems.append(
-                            f"roles.{name}.kinds.{kind}.limits.{field}={asked} is over the "
+                            f"roles.{name}.kinds.{kind}.limits.{named}={asked} is over the "
                             f"policy's roles.{name}.ceilings.{field}={ceiling}"
                         )
         if problems:
@@ -375,7 +380,7 @@ def default_policy(config: Config) -> Policy:
     rules: dict[str, RoleRules] = {}
     for name, role in config.roles.items():
         kinds = tuple(sorted(role.kinds))
-        limits = [k.limits for k in role.kinds.values()]
+        limits = [k.limits.ceilings() for k in role.kinds.values()]
         ceilings = Ceilings(
             fuel=max((lim.fuel for lim in limits), default=Limits().fuel),
             timeout_ms=max((lim.timeout_ms for lim in limits), default=Limits().timeout_ms),

@@ -12,6 +12,7 @@ every failure on the one report path (``Reporter``) and returns a
 """
 
 from ._audit import AuditLog
+from ._carry import Carrier
 from ._dead_letters import (
     DeadLetterWriter,
     MaxDeliveriesAdvisory,
@@ -19,10 +20,10 @@ from ._dead_letters import (
     TrailReader,
     dead_letter_id,
 )
-from ._derive import Derived, derive_task
+from ._derive import Derived, derive_task, with_module
 from ._execute import INPUT_REJECTED_EXIT_CODE, Execution, Runner, field_errors, judge, run_task
 from ._follow_ups import FollowUpSpec, follow_up_tasks
-from ._modules import ModuleLoader
+from ._modules import ModuleLoader, configured_digests, reference_digest
 from ._offload import SandboxOffload
 from ._planner import PlannerHandler, plan_tasks
 from ._report import About, Failure, Reporter, classify, envelope_headers, stderr_tail
@@ -33,6 +34,7 @@ __all__ = [
     "LOOKUP_FUEL",
     "About",
     "AuditLog",
+    "Carrier",
     "DeadLetterWriter",
     "Derived",
     "Execution",
@@ -49,6 +51,7 @@ __all__ = [
     "TaskSettings",
     "TrailReader",
     "classify",
+    "configured_digests",
     "dead_letter_id",
     "derive_task",
     "envelope_headers",
@@ -56,6 +59,8 @@ __all__ = [
     "follow_up_tasks",
     "judge",
     "plan_tasks",
+    "reference_digest",
     "run_task",
     "stderr_tail",
+    "with_module",
 ]

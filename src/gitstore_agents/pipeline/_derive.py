@@ -17,7 +17,8 @@ from typing import Any, cast
 
 import msgspec
 
-from ..envelopes import Limits, TaskRequest, derive_idempotency_key, sha256_digest
+from ..config import LimitsConfig
+from ..envelopes import TaskRequest, derive_idempotency_key, sha256_digest
 
 _ENCODER = msgspec.json.Encoder(order="sorted")
 
@@ -42,7 +43,7 @@ def derive_task(
     kind: str,
     input_bytes: bytes,
     module_digest: str,
-    limits: Limits,
+    limits: LimitsConfig,
     source_event_id: str,
     repository_id: str,
     commit_sha: str,
@@ -58,6 +59,7 @@ def derive_task(
     Args:
         input_bytes: The canonical JSON of the task input (the caller built it
             canonically: from validated values or already canonical pieces).
+        limits: The kind's limits; the task gets them scaled to its input's size.
     """
     input_digest = sha256_digest(input_bytes)
     key = derive_idempotency_key(source_key, kind, input_digest, module_digest)
@@ -74,9 +76,29 @@ def derive_task(
         # Embedded verbatim when the task is encoded: the input is already canonical.
         input=cast(Any, msgspec.Raw(input_bytes)),
         input_digest=input_digest,
-        limits=limits,
+        limits=limits.task_limits(len(input_bytes)),
         logical_time=logical_time,
         seed=int(hex_key[:16], 16),
         parent_key=parent_key,
     )
     return Derived(task=task, stdin=input_bytes, payload=_ENCODER.encode(task))
+
+
+def with_module(derived: Derived, module_digest: str) -> Derived:
+    """``derived`` as it would be with ``module_digest``: same input, its own key.
+
+    The key, id and seed follow from the new module exactly as ``derive_task``
+    derives them (a candidate module's preview runs what its tasks would be).
+    """
+    task = derived.task
+    source_key = task.parent_key or task.source_event_id
+    key = derive_idempotency_key(source_key, task.kind, task.input_digest, module_digest)
+    hex_key = key.removeprefix("sha256:")
+    task = msgspec.structs.replace(
+        task,
+        task_id=hex_key[:32],
+        idempotency_key=key,
+        module_digest=module_digest,
+        seed=int(hex_key[:16], 16),
+    )
+    return Derived(task=task, stdin=derived.stdin, payload=_ENCODER.encode(task))

@@ -27,6 +27,7 @@ from ..envelopes import (
     TaskRequest,
     Usage,
     encode_decoded,
+    lone_surrogate,
     sha256_digest,
 )
 from ..guardrails import OutputCheck
@@ -143,6 +144,9 @@ def judge(  # noqa: PLR0911 - one early return per way a run can end reads best
             CanonicalFormError.code, f"stdout has no canonical JSON form: {exc}", result, usage
         )
     except msgspec.DecodeError as exc:
+        surrogate = lone_surrogate(result.stdout)
+        if surrogate is not None:
+            return _refused(CanonicalFormError.code, f"stdout: {surrogate}", result, usage)
         return _refused(str(Outcome.INVALID_OUTPUT), f"stdout is not JSON: {exc}", result, usage)
     except RecursionError:
         return _refused(

@@ -17,8 +17,8 @@ from collections.abc import Sequence
 
 import msgspec
 
-from ..config import EXTENSION_RUN, ExtensionConfig
-from ..envelopes import Limits, TaskRequest, canonical_json
+from ..config import EXTENSION_RUN, ExtensionConfig, LimitsConfig
+from ..envelopes import TaskRequest, canonical_json
 from ._derive import Derived, derive_task
 
 
@@ -29,13 +29,13 @@ class FollowUpSpec(msgspec.Struct, frozen=True, kw_only=True):
         kind: Follow-up task kind.
         module_digest: Module the follow-up runs (for ``extension.run``: the
             default for extensions without their own module).
-        limits: Limits the follow-up asks for.
+        limits: The follow-up kind's limits (scaled to each input's size).
         extensions: For ``extension.run``: (extension, its module digest).
     """
 
     kind: str
     module_digest: str
-    limits: Limits
+    limits: LimitsConfig
     extensions: tuple[tuple[ExtensionConfig, str], ...] = ()
 
 
@@ -78,7 +78,7 @@ def follow_up_tasks(
 
 
 def _derive(
-    parent: TaskRequest, kind: str, task_input: bytes, module: str, limits: Limits
+    parent: TaskRequest, kind: str, task_input: bytes, module: str, limits: LimitsConfig
 ) -> Derived:
     return derive_task(
         source_key=parent.idempotency_key,

@@ -13,14 +13,13 @@ from collections.abc import Mapping
 import msgspec
 
 from .. import codes
-from ..config import GIT_PUSH, MARKDOWN_COMPILE
+from ..config import GIT_PUSH, MARKDOWN_COMPILE, LimitsConfig
 from ..consumers import Decision, Delivery, Publisher, Settle
 from ..envelopes import (
     AuditDecision,
     ContentStore,
     EnvelopeError,
     GitEvent,
-    Limits,
     MarkdownInput,
     Stage,
     Subjects,
@@ -35,6 +34,7 @@ from ..envelopes import (
 from ..errors import GitStoreAgentsError
 from ..guardrails import Outbound
 from ..telemetry import PLANNED_REF, annotate, planned_ref
+from ._carry import Carrier
 from ._derive import Derived, derive_task
 from ._report import About, Reporter, classify, envelope_headers
 
@@ -45,7 +45,7 @@ def plan_tasks(
     event: GitEvent,
     source_key: str,
     modules: Mapping[str, str],
-    limits: Mapping[str, Limits] | None = None,
+    limits: Mapping[str, LimitsConfig] | None = None,
 ) -> list[Derived]:
     """Derive the tasks for ``event``: one ``markdown.compile`` per changed ``*.md`` blob.
 
@@ -56,7 +56,8 @@ def plan_tasks(
         event: The decoded git event.
         source_key: The event's idempotency key (its ``event_id``).
         modules: Module digest to run for each task kind.
-        limits: Limits each task kind asks for (default: the envelope defaults).
+        limits: Limits of each task kind, scaled to each input (default: the
+            envelope defaults).
 
     Raises:
         EnvelopeError: a changed markdown file has no inline content.
@@ -64,7 +65,7 @@ def plan_tasks(
     """
     changed = set(event.changed_paths)
     module_digest = modules[MARKDOWN_COMPILE]
-    task_limits = (limits or {}).get(MARKDOWN_COMPILE) or Limits()
+    task_limits = (limits or {}).get(MARKDOWN_COMPILE) or LimitsConfig()
     tasks: list[Derived] = []
     for blob in sorted(event.blobs, key=lambda b: b.path):
         if blob.path not in changed or not blob.path.endswith(".md"):
@@ -109,7 +110,7 @@ class PlannerHandler:
         publisher: Publisher,
         reporter: Reporter,
         *,
-        limits: Mapping[str, Limits] | None = None,
+        limits: Mapping[str, LimitsConfig] | None = None,
         content: ContentStore | None = None,
     ) -> None:
         self._subjects = subjects
@@ -118,6 +119,7 @@ class PlannerHandler:
         self._publisher = publisher
         self._report = reporter
         self._content = content
+        self._carrier = Carrier(publisher, content)
 
     async def plan(self, delivery: Delivery) -> tuple[GitEvent, list[Derived]]:
         """Decode the event in ``delivery``, resolve blob refs, derive its tasks.
@@ -159,6 +161,11 @@ class PlannerHandler:
             return await report.failed(about, classify(exc, Stage.DECODE))
         about = about.event(event)
         annotate(event_id=event.event_id)
+        try:
+            # An input too large for one message goes by ref (same key).
+            tasks = [await self._carrier.task(t) for t in tasks]
+        except Exception as exc:
+            return await report.failed(about, classify(exc, Stage.PUBLISH))
         messages = [
             Outbound(
                 subject=self._subjects.task(t.task.kind, slot_token(t.task.idempotency_key)),

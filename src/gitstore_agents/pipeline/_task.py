@@ -46,14 +46,16 @@ from ..envelopes import (
     TaskRequest,
     ValidationRequest,
     decode,
+    headers,
     resolve_task_input,
     slot_of,
     slot_token,
 )
 from ..guardrails import Admission, Outbound, OutputCheck
 from ..telemetry import FOLLOW_UP_REF, annotate, planned_ref, record_run
+from ._carry import Carrier
 from ._derive import Derived
-from ._execute import Execution, run_task
+from ._execute import Execution, Runner, run_task
 from ._follow_ups import FollowUpSpec, follow_up_tasks
 from ._modules import ModuleLoader
 from ._offload import SandboxOffload
@@ -67,6 +69,8 @@ A direct get costs about 100 µs of worker CPU and a round trip; 20 M fuel is
 """
 
 _VALIDATION = msgspec.json.Decoder(ValidationRequest)
+# A stored output is at most what a policy lets any role propose.
+_MAX_STORED_OUTPUT = 64 * 1024 * 1024
 
 
 class TaskSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -128,6 +132,7 @@ class TaskHandler:
         self._output_check = output_check
         self._results = results
         self._content = content
+        self._carrier = Carrier(publisher, content)
         self.lookups = 0
 
     async def __call__(self, delivery: Delivery) -> Decision:
@@ -146,23 +151,34 @@ class TaskHandler:
         """The module's input: inline, or from the content store; checked against its digest."""
         return await resolve_task_input(task, self._content)
 
-    async def execute(self, task: TaskRequest) -> Execution:
+    async def execute(
+        self, task: TaskRequest, *, stdin: bytes | None = None, run: Runner | None = None
+    ) -> Execution:
         """Run ``task`` and judge its output, touching nothing else (``replay --verify``).
 
         Exactly what a worker does between admission and publishing.
+
+        Args:
+            task: The task.
+            stdin: Its input bytes, when the caller has them (else resolved).
+            run: Where the module runs (default: the role's offload).
         """
         try:
-            stdin = await self.stdin(task)
+            if stdin is None:
+                stdin = await self.stdin(task)
             module = await self._modules.ensure(task.module_digest)
         except Exception as exc:
             failure = classify(exc, Stage.SANDBOX)
             return Execution(
                 code=failure.code, message=failure.message, retryable=failure.retryable
             )
-        return await run_task(task, stdin, module, self.offload.run, self._output_check)
+        return await run_task(task, stdin, module, run or self.offload.run, self._output_check)
 
     async def _process(self, delivery: Delivery, at: _Progress) -> Decision:
         settings, report = self.settings, self._report
+        # What the headers announce is checked first (a content type or a major
+        # version this worker cannot read), as the planner does for events.
+        headers.check_headers(headers.read_headers(delivery.headers), "TaskRequest")
         task = decode(delivery.data, TaskRequest)
         at.about = about = at.about.task(task, settings.kinds)
         _check_slot(delivery.subject, task)
@@ -218,6 +234,8 @@ class TaskHandler:
             output_digest=execution.output_digest,
             usage=execution.usage,
         )
+        # Too large for one message: the output goes by ref, follow-ups' inputs too.
+        request = await self._carrier.result(request, execution.raw)
         report = self._report
         message = report.outbound(
             self._subjects.validation(task.kind, task.idempotency_key),
@@ -225,7 +243,7 @@ class TaskHandler:
             about,
             msg_id=task.idempotency_key,
         )
-        follow_ups = self._follow_ups(task, execution.raw)
+        follow_ups = [await self._carrier.task(f) for f in self._follow_ups(task, execution.raw)]
         published = await self._publisher.publish(
             [message, *(self._task_message(f, about) for f in follow_ups)]
         )
@@ -312,8 +330,8 @@ class TaskHandler:
         # Follow-ups derive from the stored output with the modules configured
         # now, so a task done before still leads to the work that follows it.
         try:
-            output = bytes(_VALIDATION.decode(stored.data).output)
-            follow_ups = self._follow_ups(task, output)
+            output = await self.output_of(_VALIDATION.decode(stored.data))
+            follow_ups = [await self._carrier.task(f) for f in self._follow_ups(task, output)]
             published = await self._publisher.publish(
                 [self._task_message(f, about) for f in follow_ups]
             )
@@ -328,6 +346,14 @@ class TaskHandler:
         )
         decision = Decision(settle=Settle.ACK, code=codes.DUPLICATE, reason="succeeded")
         return await self._report.settle([record], decision, about)
+
+    async def output_of(self, request: ValidationRequest) -> bytes:
+        """The output a stored validation request carries, inline or by ref."""
+        if request.output is not msgspec.UNSET:
+            return bytes(request.output)
+        if request.output_ref is msgspec.UNSET or self._content is None:
+            raise EnvelopeError("the stored validation request has no output this worker can read")
+        return await self._content.get(request.output_ref, max_bytes=_MAX_STORED_OUTPUT)
 
 
 class _Progress:
