@@ -98,7 +98,7 @@ class PullConsumer:
         self._paused_until = 0.0
         self.bound = False
         self.requests = 0
-        self._receive = ReceiveBatch(stream, durable)
+        self._receive = ReceiveBatch(stream, durable, nc)
 
     def wake(self) -> None:
         """Capacity changed or the connection came back: reconsider the next request."""

@@ -11,8 +11,9 @@ stops the pulls, lets in-flight work finish until the grace deadline, and
 naks (without delay) whatever is left so another worker takes it at once.
 
 Each delivery is handled and settled inside its ``process`` span (a child of
-the trace context the message carries); deliveries in flight and settlements
-by outcome are metrics.
+the trace context the message carries); deliveries in flight, settlements by
+outcome and processing durations are metrics, and the durable's lag is
+sampled every ``pending_sample_s`` (one consumer info, off the delivery path).
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import time
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import msgspec
 import structlog
@@ -40,6 +43,19 @@ HANDLER_ERROR_DELAY_S = 1.0
 # Part of the drain grace kept for aborted handlers to nak
 # (with the runtime's close reserve it makes up config.DRAIN_RESERVE_S).
 _ABORT_GRACE_S = 2.0
+# Bound on one consumer info request of the lag sampler.
+_SAMPLE_TIMEOUT_S = 5.0
+
+
+class _ConsumerInfo(msgspec.Struct):
+    """What the lag sampler reads of a consumer info answer (or the error instead)."""
+
+    num_pending: int = 0
+    num_ack_pending: int = 0
+    error: dict[str, Any] | None = None
+
+
+_CONSUMER_INFO = msgspec.json.Decoder(_ConsumerInfo)
 
 
 class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -55,6 +71,8 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
         consumer_backoff_s: The consumer's configured ``backoff`` (to time naks).
         fetch_expires_s: Lifetime of one pull request.
         fetch_heartbeat_s: Idle heartbeat of a pull request.
+        pending_sample_s: Time between two samples of the durable's lag
+            (``gitstore.consumer.pending``).
     """
 
     name: str
@@ -66,6 +84,7 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
     consumer_backoff_s: tuple[float, ...] = ()
     fetch_expires_s: float = 5.0
     fetch_heartbeat_s: float = 1.0
+    pending_sample_s: float = 15.0
 
 
 class _InFlight:
@@ -152,6 +171,7 @@ class PullWorker:
         self.pull.bound = True
         puller = asyncio.create_task(self.pull.run(stop), name=f"pull:{self.settings.name}")
         progress = asyncio.create_task(self._progress(), name=f"progress:{self.settings.name}")
+        sampler = asyncio.create_task(self._sample_lag(stop), name=f"lag:{self.settings.name}")
         try:
             await stop.wait()
             self._draining = True
@@ -160,9 +180,10 @@ class PullWorker:
             await self._drain(puller, loop.time() + drain_grace_s - reserve, reserve)
         finally:
             progress.cancel()
+            sampler.cancel()
             puller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.gather(progress, puller, return_exceptions=True)
+                await asyncio.gather(progress, sampler, puller, return_exceptions=True)
 
     async def _drain(self, puller: asyncio.Task[None], deadline: float, reserve: float) -> None:
         loop = asyncio.get_running_loop()
@@ -220,6 +241,7 @@ class PullWorker:
             except Exception:
                 log.exception("undecodable delivery metadata", role=self.settings.name)
                 delivery = None
+            started = time.perf_counter()
             with process_span(
                 subject=msg.subject,
                 headers=msg.headers,
@@ -227,6 +249,7 @@ class PullWorker:
                 stream_seq=delivery.stream_seq if delivery else 0,
                 attempt=delivery.num_delivered if delivery else 0,
                 size=len(msg.data),
+                connection=self._nc,
             ) as span:
                 if delivery is None:
                     decision = Decision(settle=Settle.TERM, code="delivery-invalid")
@@ -236,6 +259,12 @@ class PullWorker:
                     span, settle=decision.settle, code=decision.code, reason=decision.reason
                 )
                 await self._settle(msg, decision)
+                # messaging.process.duration: error.type is the code of what was not acked.
+                INSTRUMENTS.process_duration.record(
+                    time.perf_counter() - started,
+                    self.settings.durable,
+                    "" if decision.settle is Settle.ACK else decision.code,
+                )
         except asyncio.CancelledError:
             # Aborted by the drain (or the process is going down): give the
             # message back for immediate redelivery elsewhere.
@@ -270,7 +299,7 @@ class PullWorker:
                 # already says gitstore.settle=ack (a span costs ~15 us).
                 await msg.ack()
             elif decision.settle is Settle.TERM:
-                with settle_span(msg.subject, "term", self.settings.durable):
+                with settle_span(msg.subject, "term", self.settings.durable, self._nc):
                     await msg.term()
             else:
                 delay = nak_delay_for(
@@ -278,7 +307,7 @@ class PullWorker:
                     self.settings.consumer_backoff_s,
                     msg.metadata.num_delivered,
                 )
-                with settle_span(msg.subject, "nak", self.settings.durable) as span:
+                with settle_span(msg.subject, "nak", self.settings.durable, self._nc) as span:
                     span.set_attribute("gitstore.nak_delay_s", delay)
                     await msg.nak(delay=delay or None)
         except Exception as exc:
@@ -316,6 +345,26 @@ class PullWorker:
                 stream=self.settings.stream,
                 durable=self.settings.durable,
             )
+
+    async def _sample_lag(self, stop: asyncio.Event) -> None:
+        # The consumer-lag alert needs num_pending, which no delivery carries
+        # reliably when idle: ask the server, once per interval, off the hot path.
+        # The loop ends on ``stop`` as well as on cancellation: on Python 3.11
+        # the ``wait_for`` inside ``request`` can swallow a cancel, and a
+        # sampler that outlives its cancel would hold the drain forever.
+        settings = self.settings
+        subject = f"$JS.API.CONSUMER.INFO.{settings.stream}.{settings.durable}"
+        while not stop.is_set():
+            with contextlib.suppress(Exception):
+                reply = await self._nc.request(
+                    subject, b"", timeout=min(_SAMPLE_TIMEOUT_S, settings.pending_sample_s)
+                )
+                info = _CONSUMER_INFO.decode(reply.data)
+                if info.error is None:
+                    INSTRUMENTS.pending.set(settings.durable, to=info.num_pending)
+                    INSTRUMENTS.ack_pending.set(settings.durable, to=info.num_ack_pending)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=settings.pending_sample_s)
 
     async def _progress(self) -> None:
         # In-progress acks keep JetStream from redelivering work that is

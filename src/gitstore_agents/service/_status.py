@@ -36,7 +36,15 @@ from ..consumers import ResultStore
 from ..envelopes import headers, slot_token
 from ..envelopes._types import UUID_PATTERN
 from ..errors import GitStoreAgentsError
-from ..telemetry import EventStory, TaskStory, build_story, extract, read_event_trail, tracer
+from ..telemetry import (
+    EventStory,
+    TaskStory,
+    build_story,
+    extract,
+    message_ids,
+    read_event_trail,
+    tracer,
+)
 
 STATUS_SERVICE = "gitstore-agents-status"
 """Name of the micro service (``nats micro info gitstore-agents-status``)."""
@@ -80,7 +88,9 @@ class TaskStatus(msgspec.Struct, frozen=True, kw_only=True):
         result_seq: Stream sequence of its validation request (``succeeded``).
         last_error: ``code: message`` of the last failed attempt.
         updated_at: When its last decision was made.
-        trace_id: Trace id of the task's latest decision.
+        trace_id: Trace id of the delivery that produced its state: the one
+            its stored validation request or diagnostic carries (``traceparent``),
+            else the trail's (``TaskStory.trace_id``), never a later duplicate skip's.
     """
 
     idempotency_key: str
@@ -299,7 +309,11 @@ class StatusReader:
             with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
                 digest = _VALIDATION.decode(done.data).output_digest
                 return msgspec.structs.replace(
-                    status, state="succeeded", output_digest=digest, result_seq=done.seq
+                    status,
+                    state="succeeded",
+                    output_digest=digest,
+                    result_seq=done.seq,
+                    trace_id=_producer_trace(done.headers) or status.trace_id,
                 )
         failed = await self._results.last(
             topology.failures_stream,
@@ -313,8 +327,17 @@ class StatusReader:
                     state="refused" if task.outcome == "refused" else "failed",
                     last_error=f"{diagnostic.code}: {diagnostic.message}",
                     updated_at=diagnostic.occurred_at or status.updated_at,
+                    trace_id=_producer_trace(failed.headers) or status.trace_id,
                 )
         return status
+
+
+def _producer_trace(stored_headers: dict[str, str]) -> str | None:
+    # The publisher put the producing delivery's context into the message it
+    # stored: that trace made the result, whatever the trail recorded later
+    # (or lost: a delivery whose audit flush failed is recorded by the next
+    # one, as a duplicate skip).
+    return message_ids(stored_headers)[0]
 
 
 def _event_state(story: EventStory, tasks: Sequence[TaskStatus]) -> str:

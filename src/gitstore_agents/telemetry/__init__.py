@@ -27,7 +27,14 @@ from ._audit import (
 )
 from ._decisions import DecisionRecord, Observer
 from ._logging import LOG_LEVEL_ENV, add_trace_context, configure_logging
-from ._metrics import INSTRUMENTS, Distribution, Instruments
+from ._metrics import (
+    INSTRUMENTS,
+    PRESET_OUTCOMES,
+    PRESET_RETRY_CODES,
+    Distribution,
+    Instruments,
+    Tally,
+)
 from ._observer import SPAN_STAGES, LogObserver, TelemetryObserver, log_decision
 from ._prometheus import ScrapeReader, metric_name, render
 from ._render import render_story
@@ -44,9 +51,11 @@ from ._story import (
 from ._tracing import (
     ReceiveBatch,
     annotate,
+    batch_destination,
     continue_trace,
     current_ids,
     destination,
+    error_type,
     extract,
     inject,
     light_spans,
@@ -55,6 +64,7 @@ from ._tracing import (
     record_outcome,
     record_run,
     send_span,
+    server_attributes,
     settle_span,
     stage_span,
     tracer,
@@ -67,6 +77,8 @@ __all__ = [
     "INSTRUMENTS",
     "LOG_LEVEL_ENV",
     "PLANNED_REF",
+    "PRESET_OUTCOMES",
+    "PRESET_RETRY_CODES",
     "RECORDS_HEADER",
     "SPAN_STAGES",
     "Attempt",
@@ -80,6 +92,7 @@ __all__ = [
     "PeriodicReader",
     "ReceiveBatch",
     "ScrapeReader",
+    "Tally",
     "TaskStory",
     "TelemetryObserver",
     "TrailEntry",
@@ -88,6 +101,7 @@ __all__ = [
     "audit_message",
     "audit_msg_id",
     "audit_record",
+    "batch_destination",
     "build_story",
     "configure_logging",
     "continue_trace",
@@ -95,6 +109,7 @@ __all__ = [
     "destination",
     "encode_batch",
     "encode_record",
+    "error_type",
     "extract",
     "inject",
     "light_spans",
@@ -111,6 +126,7 @@ __all__ = [
     "render",
     "render_story",
     "send_span",
+    "server_attributes",
     "settle_span",
     "setup_telemetry",
     "stage_span",

@@ -6,6 +6,12 @@ is known from the ``tasks-planned`` record (refs ``task:<task_id>`` =
 ``<kind> <idempotency_key> <path>``) before it runs, and a follow-up from its
 parent's ``published`` record (refs ``follow-up:<task_id>``), so the tree
 shows work that has not started yet and nests follow-ups under their parent.
+
+Every delivery ends in one decision that settles it (``published``,
+``retried``, ``duplicate-skipped``...): a record after it starts another
+attempt even when role, worker and attempt number repeat (a rewound consumer
+counts deliveries from 1 again). A task's trace id is the one of the delivery
+that stored its result or diagnostic, not of a later duplicate.
 """
 
 from __future__ import annotations
@@ -39,6 +45,19 @@ _ERRORS = frozenset(
         AuditDecision.DEAD_LETTERED,
     }
 )
+# Decisions a delivery makes before the one that settles it (records stored
+# before the pipeline redesign); any other decision ends its attempt.
+_STEPS = frozenset(
+    {
+        AuditDecision.EVENT_RECEIVED,
+        AuditDecision.ADMITTED,
+        AuditDecision.EXECUTED,
+        AuditDecision.OUTPUT_CHECKED,
+    }
+)
+# Decisions that store what a task's slots hold (its result or its diagnostic):
+# the trace of the last of them is the task's.
+_PRODUCING = frozenset({AuditDecision.PUBLISHED, AuditDecision.FAILED, AuditDecision.REFUSED})
 _RUNNING = "running"
 _PLANNED = "planned"
 
@@ -76,8 +95,9 @@ class TaskStory(msgspec.Struct, kw_only=True):
         outcome: ``planned`` (nothing happened yet), ``running``, ``succeeded``,
             ``failed``, ``refused``, ``retrying``, ``dead-lettered``,
             ``requeued``, or for a skipped duplicate the state it found.
-        trace_id: Trace id of the decision that produced its outcome (a later
-            duplicate skip keeps it).
+        trace_id: Trace id of the delivery that stored its result or diagnostic;
+            before one did, of its latest decision (a duplicate skip's only
+            when nothing else is recorded).
         last_error: ``code: message`` of its last failure, retry or refusal.
         updated_at: When its last decision was made.
         attempts: Its deliveries.
@@ -146,6 +166,8 @@ def _add(attempts: list[Attempt], entry: TrailEntry) -> None:
         or last.attempt != record.attempt
         or last.role != record.role
         or last.worker_id != record.worker_id
+        # The last delivery was settled: this record is another delivery's.
+        or last.records[-1].record.decision not in _STEPS
     ):
         last = Attempt(attempt=record.attempt, role=record.role, worker_id=record.worker_id)
         attempts.append(last)
@@ -174,6 +196,8 @@ def build_story(event_id: str, entries: Sequence[TrailEntry]) -> EventStory:
     story = EventStory(event_id=event_id, records=len(entries))
     tasks: dict[str, TaskStory] = {}
     roots: list[str] = []
+    # Tasks whose trace id is the one of the delivery that stored their result.
+    produced: set[str] = set()
 
     def task_for(key: str) -> TaskStory:
         found = tasks.get(key)
@@ -196,8 +220,14 @@ def build_story(event_id: str, entries: Sequence[TrailEntry]) -> EventStory:
         task = task_for(record.idempotency_key)
         task.task_id = task.task_id or record.task_id
         task.kind = task.kind or record.kind
-        if record.decision is not AuditDecision.DUPLICATE_SKIPPED or task.trace_id is None:
-            task.trace_id = record.trace_id or task.trace_id
+        if record.trace_id is not None:
+            if record.decision in _PRODUCING:
+                task.trace_id = record.trace_id
+                produced.add(task.idempotency_key)
+            elif task.idempotency_key not in produced and (
+                record.decision is not AuditDecision.DUPLICATE_SKIPPED or task.trace_id is None
+            ):
+                task.trace_id = record.trace_id
         task.outcome = _task_outcome(record, task.outcome)
         task.updated_at = record.at
         if record.decision in _ERRORS:

@@ -15,8 +15,9 @@ Spans (kind, operation type):
 * ``process <subject>`` (consumer, ``process``): one per delivery, child of the
   context the message carries;
 * ``gitstore.sandbox`` (internal): the module run, its usage as attributes;
-* ``send <subject>`` (producer, ``send``): one per confirmed publish batch, its
-  context injected into every message of the batch;
+* ``send <destination>`` (producer, ``send``): one per confirmed publish batch,
+  its context injected into every message of the batch; named after what the
+  batch's subjects have in common (``batch_destination``);
 * ``nak|term <subject>`` (client, ``settle``): handing a delivery back or
   terminating it; an ack gets no span (``gitstore.settle=ack`` on the process
   span says it), which keeps the common path one span cheaper.
@@ -43,6 +44,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import structlog
+from nats.aio.client import Client
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.propagators.textmap import Getter
@@ -72,6 +74,9 @@ CONSUMER_GROUP = "messaging.consumer.group.name"
 MESSAGE_ID = "messaging.message.id"
 BODY_SIZE = "messaging.message.body.size"
 BATCH_COUNT = "messaging.batch.message_count"
+ERROR_TYPE = "error.type"
+SERVER_ADDRESS = "server.address"
+SERVER_PORT = "server.port"
 NATS = "nats"
 
 _tracer = trace.get_tracer(TRACER_NAME)
@@ -80,6 +85,11 @@ _tracer = trace.get_tracer(TRACER_NAME)
 # inside a stage span.
 _DELIVERY_SPAN: contextvars.ContextVar[Span | None] = contextvars.ContextVar(
     "gitstore_delivery_span", default=None
+)
+# The task kind of the delivery being processed (``annotate``), so a module
+# run is counted by kind without the pipeline passing it down again.
+_DELIVERY_KIND: contextvars.ContextVar[str] = contextvars.ContextVar(
+    "gitstore_delivery_kind", default=""
 )
 
 
@@ -195,12 +205,63 @@ _INPUT = re.compile(r"[A-Za-z0-9_-]+-[0-9]+")
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
+def batch_destination(subjects: Sequence[str]) -> tuple[str, dict[str, Any]]:
+    """The destination a batch sent to ``subjects`` is named after, and its attributes.
+
+    One subject: that subject's template (``destination``), with the subject as
+    ``messaging.destination.name``. Several subjects of one template: the
+    template, and no destination name (there is none). Templates that differ
+    (a validation request with its follow-up tasks): the tokens they share
+    followed by ``>``, the NATS wildcard matching every subject of the batch
+    (``gitstore.>``), or nothing when they share none (the span is then just
+    ``send``); ``gitstore.destination.templates`` lists the templates.
+    """
+    unique = sorted(set(subjects))
+    if len(unique) == 1:
+        return destination(unique[0]), _destination_attributes(unique[0])
+    templates = sorted({destination(subject) for subject in unique})
+    attributes: dict[str, Any] = {SYSTEM: NATS}
+    if len(templates) == 1:
+        attributes[DESTINATION_TEMPLATE] = templates[0]
+        return templates[0], attributes
+    # Shared leading tokens, leaving at least one token of every template for
+    # ``>`` to match (it matches one or more).
+    common: list[str] = []
+    for tokens in zip(*(t.split(".")[:-1] for t in templates), strict=False):
+        if len(set(tokens)) != 1:
+            break
+        common.append(tokens[0])
+    attributes["gitstore.destination.templates"] = templates
+    if not common:
+        return "", attributes
+    wildcard = ".".join([*common, ">"])
+    attributes[DESTINATION_TEMPLATE] = wildcard
+    return wildcard, attributes
+
+
 def _destination_attributes(subject: str) -> dict[str, Any]:
     template = destination(subject)
     attributes: dict[str, Any] = {SYSTEM: NATS, DESTINATION: subject}
     if template != subject:
         attributes[DESTINATION_TEMPLATE] = template
     return attributes
+
+
+def server_attributes(connection: Client | None) -> dict[str, Any]:
+    """``server.address`` and ``server.port`` of the server ``connection`` is connected to."""
+    url = connection.connected_url if connection is not None else None
+    if url is None or not url.hostname:
+        return {}
+    attributes: dict[str, Any] = {SERVER_ADDRESS: url.hostname}
+    if url.port is not None:
+        attributes[SERVER_PORT] = url.port
+    return attributes
+
+
+def error_type(error: BaseException) -> str:
+    """``error.type`` of ``error``: its stable code when it has one, else its class name."""
+    code = getattr(error, "code", None)
+    return code if isinstance(code, str) and code else type(error).__qualname__
 
 
 @contextlib.contextmanager
@@ -212,14 +273,17 @@ def process_span(
     stream_seq: int,
     attempt: int,
     size: int,
+    connection: Client | None = None,
 ) -> Iterator[Span]:
     """The ``process`` span of one delivery, child of the context the message carries.
 
     Log context variables are cleared first (each delivery runs in its own
     asyncio task, whose context this clears) so nothing bound for another
-    message leaks into this one's lines.
+    message leaks into this one's lines. ``connection`` (the one the message
+    came on) gives ``server.address`` and ``server.port``.
     """
     structlog.contextvars.clear_contextvars()
+    _DELIVERY_KIND.set("")
     if _light:
         with _light_span(extract(headers)) as light:
             token = _DELIVERY_SPAN.set(light)
@@ -232,10 +296,12 @@ def process_span(
     attributes.update(
         {
             OPERATION_TYPE: "process",
+            OPERATION_NAME: "process",
             CONSUMER_GROUP: durable,
             BODY_SIZE: size,
             "gitstore.stream_seq": stream_seq,
             "gitstore.attempt": attempt,
+            **server_attributes(connection),
         }
     )
     message_id = hdr.get_header(headers, hdr.MSG_ID)
@@ -264,6 +330,9 @@ def annotate(**fields: str | int | None) -> None:
     values = {name: value for name, value in fields.items() if value is not None}
     if not values:
         return
+    kind = values.get("kind")
+    if isinstance(kind, str):
+        _DELIVERY_KIND.set(kind)
     structlog.contextvars.bind_contextvars(**values)
     span = _DELIVERY_SPAN.get() or trace.get_current_span()
     if span.is_recording():
@@ -271,7 +340,12 @@ def annotate(**fields: str | int | None) -> None:
 
 
 def record_run(outcome: str, *, fuel: int, wall_time_us: int, peak_memory_bytes: int) -> None:
-    """Put a module run's outcome and usage on the current span (the ``gitstore.sandbox`` one)."""
+    """Count a module run by kind and outcome; put its usage on the current span.
+
+    The span is the ``gitstore.sandbox`` one; the kind is the delivery's
+    (``annotate(kind=...)``).
+    """
+    INSTRUMENTS.sandbox_outcomes.add(_DELIVERY_KIND.get(), outcome)
     span = trace.get_current_span()
     if span.is_recording():
         span.set_attributes(
@@ -283,27 +357,41 @@ def record_run(outcome: str, *, fuel: int, wall_time_us: int, peak_memory_bytes:
             }
         )
         if outcome != "ok":
+            span.set_attribute(ERROR_TYPE, outcome)
             span.set_status(Status(StatusCode.ERROR, outcome))
 
 
 def record_outcome(span: Span, *, settle: str, code: str, reason: str = "") -> None:
-    """Put a delivery's outcome on its ``process`` span (error status unless acked)."""
+    """Put a delivery's outcome on its ``process`` span (error status unless acked).
+
+    A delivery that is not acked failed: its code is the span's ``error.type``.
+    """
     if not span.is_recording():
         return
     span.set_attributes({"gitstore.settle": settle, "gitstore.outcome": code})
     if settle != "ack":
+        span.set_attribute(ERROR_TYPE, code)
         span.set_status(Status(StatusCode.ERROR, f"{code}: {reason}"[:512]))
 
 
 @contextlib.contextmanager
-def settle_span(subject: str, operation: str, durable: str) -> Iterator[Span]:
-    """The ``settle`` span of one ack, nak or term."""
+def settle_span(
+    subject: str, operation: str, durable: str, connection: Client | None = None
+) -> Iterator[Span]:
+    """The ``settle`` span of one ack, nak or term (``operation``, its operation name)."""
     if _light:
         with _light_span() as light:
             yield light
         return
     attributes = _destination_attributes(subject)
-    attributes.update({OPERATION_TYPE: "settle", CONSUMER_GROUP: durable})
+    attributes.update(
+        {
+            OPERATION_TYPE: "settle",
+            OPERATION_NAME: operation,
+            CONSUMER_GROUP: durable,
+            **server_attributes(connection),
+        }
+    )
     with _tracer.start_as_current_span(
         f"{operation} {destination(subject)}", kind=SpanKind.CLIENT, attributes=attributes
     ) as span:
@@ -311,28 +399,38 @@ def settle_span(subject: str, operation: str, durable: str) -> Iterator[Span]:
 
 
 @contextlib.contextmanager
-def send_span(subjects: Sequence[str], message_ids: Sequence[str | None]) -> Iterator[Span]:
-    """The ``send`` span of one publish batch (named after its first message).
+def send_span(
+    subjects: Sequence[str],
+    message_ids: Sequence[str | None],
+    connection: Client | None = None,
+) -> Iterator[Span]:
+    """The ``send`` span of one publish batch, named after its destination.
 
-    A batch holds a result and what goes with it (follow-up tasks, audit
-    records); the span is named after the first message, the one the batch is
-    for, and counts the rest. Its context is what gets injected into every
-    message of the batch. Light spans skip it: the messages carry the
+    A batch holds a result and what goes with it (follow-up tasks); the span
+    is named after what all its subjects have in common (``batch_destination``),
+    never after one of them only, and counts its messages. Its context is what
+    gets injected into every message of the batch. A failure propagating out
+    of it sets ``error.type``. Light spans skip it: the messages carry the
     delivery's own context, a parent as good as a send span that records nothing.
     """
     if _light:
         yield trace.get_current_span()
         return
-    attributes = _destination_attributes(subjects[0])
-    attributes[OPERATION_TYPE] = "send"
+    where, attributes = batch_destination(subjects)
+    attributes.update({OPERATION_TYPE: "send", OPERATION_NAME: "send"})
+    attributes.update(server_attributes(connection))
     if len(subjects) > 1:
         attributes[BATCH_COUNT] = len(subjects)
     elif message_ids and message_ids[0] is not None:
         attributes[MESSAGE_ID] = message_ids[0]
     with _tracer.start_as_current_span(
-        f"send {destination(subjects[0])}", kind=SpanKind.PRODUCER, attributes=attributes
+        f"send {where}" if where else "send", kind=SpanKind.PRODUCER, attributes=attributes
     ) as span:
-        yield span
+        try:
+            yield span
+        except Exception as exc:
+            span.set_attribute(ERROR_TYPE, error_type(exc))
+            raise
 
 
 @contextlib.contextmanager
@@ -380,11 +478,13 @@ class ReceiveBatch:
     Args:
         stream: Stream of the durable.
         durable: Durable consumer name.
+        connection: The connection the pull requests go out on (``server.*``).
     """
 
-    def __init__(self, stream: str, durable: str) -> None:
+    def __init__(self, stream: str, durable: str, connection: Client | None = None) -> None:
         self._stream = stream
         self._durable = durable
+        self._connection = connection
         self._requested_ns = 0
         self._span: Span | None = None
         self._count = 0
@@ -408,9 +508,11 @@ class ReceiveBatch:
                 attributes={
                     SYSTEM: NATS,
                     OPERATION_TYPE: "receive",
+                    OPERATION_NAME: "receive",
                     CONSUMER_GROUP: self._durable,
                     SUBSCRIPTION: self._durable,
                     "gitstore.stream": self._stream,
+                    **server_attributes(self._connection),
                 },
                 links=[Link(message)] if message.is_valid else (),
                 start_time=self._requested_ns or None,
