@@ -99,12 +99,13 @@ Roles
 {{- concat (include "gitstore-agents.knownRoles" . | fromJsonArray) (list "provisioner" "status-probe") | toJson }}
 {{- end }}
 
-{{/* The durable pull consumer a role reads from. Input: dict "root" $ "role" NAME.
-Output JSON {stream, durable}: the planner reads git events, the task roles read tasks;
-the durable is the role name (shared by every replica). */}}
+{{/* The durable pull consumer a role reads from, as the worker names it (role_consumer).
+Input: dict "root" $ "role" NAME. Output JSON {stream, durable}: the planner reads git events,
+the task roles read tasks, from the streams config.topology names; the durable is the role name
+(shared by every replica). */}}
 {{- define "gitstore-agents.consumer" -}}
-{{- $streams := .root.Values.keda.streams }}
-{{- $stream := ternary $streams.events $streams.tasks (eq .role "planner") }}
+{{- $t := include "gitstore-agents.topologyNames" .root | fromJson }}
+{{- $stream := ternary $t.events $t.tasks (eq .role "planner") }}
 {{- dict "stream" $stream "durable" .role | toJson }}
 {{- end }}
 
@@ -163,14 +164,23 @@ its own context (only .Release is shared with ours), so it depends on the releas
 {{- printf "%s-gitstore-agents-nats-auth" .Release.Name | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
-{{/* The JetStream names the workers use (their built-in topology: the chart sets only the
-prefix). Output JSON {events, tasks, validation, failures, advisories, audit, streams: [every
-stream], slots: [the slot streams], modules, content}. When the worker's
-Topology.stream_configs() gains a stream, add it to `streams`. */}}
+{{/* The JetStream names the workers use: config.topology's (the same values go into every
+config file), with the worker's defaults for names a release's values do not hold (an upgrade
+with --reuse-values keeps the previous chart's values, which did not list them). Output JSON
+{events, tasks, validation, failures, advisories, audit, streams: [every stream], slots: [the
+slot streams], modules, content}. When the worker's Topology.stream_configs() gains a stream,
+add it here. */}}
 {{- define "gitstore-agents.topologyNames" -}}
-{{- $streams := list "GITSTORE_EVENTS" "GITSTORE_TASKS" "GITSTORE_VALIDATION" "GITSTORE_FAILURES" "GITSTORE_ADVISORIES" "GITSTORE_AUDIT" }}
-{{- $slots := list "GITSTORE_TASKS" "GITSTORE_VALIDATION" "GITSTORE_FAILURES" }}
-{{- dict "events" "GITSTORE_EVENTS" "tasks" "GITSTORE_TASKS" "validation" "GITSTORE_VALIDATION" "failures" "GITSTORE_FAILURES" "advisories" "GITSTORE_ADVISORIES" "audit" "GITSTORE_AUDIT" "streams" $streams "slots" $slots "modules" "gitstore-modules" "content" "gitstore-content" | toJson }}
+{{- $c := .Values.config.topology }}
+{{- $events := $c.events_stream | default "GITSTORE_EVENTS" }}
+{{- $tasks := $c.tasks_stream | default "GITSTORE_TASKS" }}
+{{- $validation := $c.validation_stream | default "GITSTORE_VALIDATION" }}
+{{- $failures := $c.failures_stream | default "GITSTORE_FAILURES" }}
+{{- $advisories := $c.advisories_stream | default "GITSTORE_ADVISORIES" }}
+{{- $audit := $c.audit_stream | default "GITSTORE_AUDIT" }}
+{{- $streams := list $events $tasks $validation $failures $advisories $audit }}
+{{- $slots := list $tasks $validation $failures }}
+{{- dict "events" $events "tasks" $tasks "validation" $validation "failures" $failures "advisories" $advisories "audit" $audit "streams" $streams "slots" $slots "modules" ($c.modules_bucket | default "gitstore-modules") "content" ($c.content_bucket | default "gitstore-content") | toJson }}
 {{- end }}
 
 {{/*
@@ -471,6 +481,12 @@ Cross-field checks the JSON schema cannot express
 {{- end }}
 {{- if and $v.nats.enabled $v.nats.config.cluster.enabled (gt (int $v.config.topology.replicas) (int $v.nats.config.cluster.replicas)) }}
 {{- fail (printf "config.topology.replicas=%d exceeds nats.config.cluster.replicas=%d" (int $v.config.topology.replicas) (int $v.nats.config.cluster.replicas)) }}
+{{- end }}
+{{- with $v.keda.streams }}
+{{- $t := include "gitstore-agents.topologyNames" $ | fromJson }}
+{{- if or (and .events (ne .events $t.events)) (and .tasks (ne .tasks $t.tasks)) }}
+{{- fail (printf "keda.streams is no longer used: the KEDA scalers read the streams the workers read, config.topology.events_stream=%s and config.topology.tasks_stream=%s; set those instead and drop keda.streams (--set keda.streams=null)" $t.events $t.tasks) }}
+{{- end }}
 {{- end }}
 {{- if and $v.keda.enabled (not $v.nats.enabled) (not $v.keda.natsServerMonitoringEndpoint) }}
 {{- fail "keda.natsServerMonitoringEndpoint is required when keda.enabled and NATS is external (host:port of the NATS monitoring endpoint)" }}

@@ -7,6 +7,7 @@ from ..errors import ConfigError
 from ._model import DRAIN_RESERVE_S, Config, RoleConfig
 from ._module_ref import parse_module_ref
 from ._names import EXTENSION_RUN, MARKDOWN_COMPILE, PLANNER, ROLES
+from ._topology import DAY_S, StreamLimits, Topology
 
 
 def validate_config(config: Config) -> Config:
@@ -17,6 +18,7 @@ def validate_config(config: Config) -> Config:
     """
     problems: list[str] = []
     problems += _check_nats(config)
+    problems += _check_retention(config.topology)
     unknown = sorted(set(config.roles) - set(ROLES))
     if unknown:
         problems.append(f"roles: unknown role(s) {unknown}; known roles: {list(ROLES)}")
@@ -52,6 +54,69 @@ def _check_nats(config: Config) -> list[str]:
         problems.append("nats: creds_file and user/password are mutually exclusive")
     if nats.password and not nats.user:
         problems.append("nats.password is set but nats.user is not")
+    return problems
+
+
+def _age(limits: StreamLimits) -> str:
+    """``topology.<name>_max_age_s=<seconds> (<days or forever>)``."""
+    seconds = limits.max_age_s
+    shown = f"{seconds:.0f}" if seconds.is_integer() else f"{seconds:g}"
+    if seconds == 0:
+        human = "forever"
+    elif seconds >= DAY_S:
+        human = f"{seconds / DAY_S:.3g} d"
+    elif seconds >= 3600:
+        human = f"{seconds / 3600:.3g} h"
+    else:
+        human = f"{seconds:g} s"
+    return f"topology.{limits.name}_max_age_s={shown} ({human})"
+
+
+def _outlives(limits: StreamLimits, other: StreamLimits) -> bool:
+    """Whether ``limits`` keeps messages longer than ``other`` (0 = forever)."""
+    if other.max_age_s == 0:
+        return limits.max_age_s != 0
+    return limits.max_age_s == 0 or limits.max_age_s > other.max_age_s
+
+
+def _check_retention(topology: Topology) -> list[str]:
+    """Ages the server would refuse, and ages that would break one result per task."""
+    problems = []
+    events, tasks = topology.stream_limits("EVENTS"), topology.stream_limits("TASKS")
+    validation, failures = (topology.stream_limits(a) for a in ("VALIDATION", "FAILURES"))
+    for limits in (events, tasks, validation, failures, topology.stream_limits("AUDIT")):
+        if 0 < limits.max_age_s < topology.duplicate_window_s:
+            problems.append(
+                f"{_age(limits)} is shorter than topology.duplicate_window_s="
+                f"{topology.duplicate_window_s:g}: JetStream refuses a duplicate window "
+                "longer than the stream keeps its messages"
+            )
+    # A slot that ages out is free again: a replay of the event or task that
+    # filled it (still kept in its stream) would run the task once more and
+    # store a second outcome. Outcomes are stored after their inputs, so
+    # keeping them at least as long as the inputs closes that door.
+    for slots, what in ((validation, "a second result"), (failures, "a second diagnostic")):
+        longer = [inputs for inputs in (events, tasks) if _outlives(inputs, slots)]
+        if slots.max_age_s > 0 and longer:
+            fields = " and ".join(f"topology.{i.name}_max_age_s" for i in longer)
+            problems.append(
+                f"{_age(slots)} breaks exactly-once: a slot that ages out is free again, "
+                f"while {' and '.join(_age(i) for i in longer)} would still keep the event or "
+                f"task that filled it, so a replay would run the task again and store {what}. "
+                f"Set topology.{slots.name}_max_age_s to 0 (forever, the default), or limit "
+                f"{fields} to at most topology.{slots.name}_max_age_s"
+            )
+    # Messages hold refs into the content store: the objects must outlive them.
+    content = topology.stream_limits("CONTENT")
+    holders = [h for h in (events, tasks, validation) if _outlives(h, content)]
+    if content.max_age_s > 0 and holders:
+        fields = " and ".join(f"topology.{h.name}_max_age_s" for h in holders)
+        problems.append(
+            f"{_age(content)} removes content before {' and '.join(_age(h) for h in holders)} "
+            "remove the messages that refer to it (content-missing when they are read). "
+            "Set topology.content_max_age_s to 0 (forever, the default), or limit "
+            f"{fields} to at most topology.content_max_age_s"
+        )
     return problems
 
 

@@ -5,6 +5,11 @@ job), ``dev`` and a worker with ``provision_on_start`` all run the same code,
 as often as they like. An existing durable keeps what an operator chose for it
 (deliver policy, start sequence: a rewind); only the settings this product owns
 (ack wait, backoff, max deliver, max ack pending, filter) are brought in line.
+Streams are updated in place to the topology's settings, retention limits
+included (``<stream>_max_age_s`` …): a shorter age or a smaller limit on the
+events or audit stream removes the messages past it at once; on a slot stream
+(discard new) a limit below what it holds removes nothing, the stream refuses
+new messages until there is room.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from nats.js.api import (
     DeliverPolicy,
     ObjectStoreConfig,
     StorageType,
+    StreamConfig,
 )
 from nats.js.errors import NotFoundError
 
@@ -132,7 +138,7 @@ def dead_letter_consumer(config: Config, role: str) -> ConsumerSpec:
 async def provision_streams(
     js: JetStreamContext, topology: Topology, *, durables: Sequence[tuple[str, str]] = ()
 ) -> list[MigrationReport]:
-    """Create every stream, or update it in place when it already exists.
+    """Create every stream, or update it in place (subjects, replicas, limits).
 
     Streams still in the per-kind layout are migrated to slots first
     (``_migrate``); ``durables`` (``(stream, durable)`` of every role) must be
@@ -154,15 +160,24 @@ async def provision_streams(
 
 
 async def provision_buckets(js: JetStreamContext, topology: Topology) -> None:
-    """Create the object stores, or raise their replicas.
+    """Create the object stores, or bring their replicas and limits in line.
 
-    An existing bucket keeps everything but its replica count: moving an
-    install from one server to a cluster (``topology.replicas`` 1 → 3) must
-    replicate the modules too, or they stay the one copy a node loss takes away.
+    An existing bucket keeps everything but its replica count and, for the
+    content store, its limits (``content_max_age_s``, ``content_max_bytes``):
+    moving an install from one server to a cluster (``topology.replicas``
+    1 → 3) must replicate the modules too, or they stay the one copy a node
+    loss takes away. The modules store has no limits: a module must stay as
+    long as a configuration names it.
     """
-    for bucket, description in (
-        (topology.modules_bucket, "WASI task modules by sha256 digest"),
-        (topology.content_bucket, "large task inputs by sha256 digest"),
+    content = topology.stream_limits("CONTENT")
+    limits: tuple[float, int] | None
+    for bucket, description, limits in (
+        (topology.modules_bucket, "WASI task modules by sha256 digest", None),
+        (
+            topology.content_bucket,
+            "large task inputs by sha256 digest",
+            (content.max_age_s, content.max_bytes),
+        ),
     ):
         try:
             await js.object_store(bucket)
@@ -170,19 +185,42 @@ async def provision_buckets(js: JetStreamContext, topology: Topology) -> None:
             await js.create_object_store(
                 bucket,
                 ObjectStoreConfig(
-                    description=description, storage=StorageType.FILE, replicas=topology.replicas
+                    description=description,
+                    storage=StorageType.FILE,
+                    replicas=topology.replicas,
+                    ttl=limits[0] if limits else None,
+                    max_bytes=(limits[1] or -1) if limits else None,
                 ),
             )
         else:
-            await _match_replicas(js, f"OBJ_{bucket}", topology.replicas)
+            await _match_bucket(js, f"OBJ_{bucket}", topology.replicas, limits)
 
 
-async def _match_replicas(js: JetStreamContext, stream: str, replicas: int) -> None:
+async def _match_bucket(
+    js: JetStreamContext, stream: str, replicas: int, limits: tuple[float, int] | None
+) -> None:
+    """Update the bucket's stream to ``replicas`` and ``limits`` (max age, max bytes)."""
     info = await js.stream_info(stream)
-    if info.config.num_replicas != replicas:
-        config = copy.deepcopy(info.config)
-        config.num_replicas = replicas
+    config = copy.deepcopy(info.config)
+    config.num_replicas = replicas
+    if limits is not None:
+        max_age_s, max_bytes = limits
+        config.max_age = max_age_s
+        config.max_bytes = max_bytes or -1
+        if max_age_s and (config.duplicate_window or 0) > max_age_s:
+            # JetStream refuses a duplicate window longer than the age limit.
+            config.duplicate_window = max_age_s
+    if _bucket_settings(config) != _bucket_settings(info.config):
         await js.update_stream(config)
+
+
+def _bucket_settings(config: StreamConfig) -> tuple[object, ...]:
+    # Ages travel as integer nanoseconds: compare them at millisecond precision.
+    return (
+        config.num_replicas,
+        round(config.max_age or 0, 3),
+        config.max_bytes if config.max_bytes and config.max_bytes > 0 else -1,
+    )
 
 
 async def provision_consumer(js: JetStreamContext, spec: ConsumerSpec) -> None:
