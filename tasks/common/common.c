@@ -1,9 +1,11 @@
 /* Process, memory, buffer, formatting, UTF-8 and validation-error helpers. */
 #include "common.h"
 
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 const char *g_task_name = "task";
@@ -35,19 +37,29 @@ _Noreturn void emit_and_exit(const char *p, size_t n, int code) {
 }
 
 char *read_stdin(size_t *len) {
-    /* Grow to at most MAX_INPUT_BYTES + 1: reading that extra byte proves the input is too large. */
+    /*
+     * Read into linear memory grown for it: nothing else grows memory while
+     * reading, so each new region follows the last and the buffer grows in
+     * place, without copying. Reading one byte past MAX_INPUT_BYTES proves
+     * the input is too large; one byte more holds the NUL.
+     */
+    const size_t step = 256 * 1024, limit = MAX_INPUT_BYTES + 2;
     size_t cap = 64 * 1024, n = 0;
-    char *p = xrealloc(NULL, cap + 1);
+    char *p = page_alloc(cap);
     for (;;) {
-        if (n == cap) {
-            if (cap > MAX_INPUT_BYTES) {
-                errs_add("", "max_length", sfmt("input is larger than %z bytes", (size_t)MAX_INPUT_BYTES));
-                errs_emit_exit("");
+        if (cap - n < 2) {
+            if (cap >= limit) break;
+            size_t more = cap + step > limit ? limit - cap : step;
+            char *q = page_alloc(more);
+            if (q != p + cap) {
+                /* Not adjacent after all: move to one region. */
+                q = page_alloc(cap + more);
+                memcpy(q, p, n);
+                p = q;
             }
-            cap = cap * 2 > MAX_INPUT_BYTES + 1 ? MAX_INPUT_BYTES + 1 : cap * 2;
-            p = xrealloc(p, cap + 1);
+            cap += (more + 65535) / 65536 * 65536;
         }
-        ssize_t r = read(0, p + n, cap - n);
+        ssize_t r = read(0, p + n, cap - n - 1);
         if (r < 0) {
             die("cannot read stdin");
         }
@@ -67,26 +79,112 @@ char *read_stdin(size_t *len) {
 
 /* ---- memory ----------------------------------------------------------- */
 
-static char *arena_cur, *arena_end;
+/*
+ * The toolchain's malloc (zig's libc) rounds every block, plus 20 bytes of
+ * header, up to a power of two and never splits or merges blocks; its
+ * realloc copies byte by byte (about 15 fuel a byte). So buffers grow to
+ * capacities of 2^k - 32 bytes (exactly filling a block) by malloc, memcpy
+ * (one bulk copy) and free, and large regions that live until exit come
+ * straight from memory.grow (page_alloc), without the rounding.
+ */
+#define BLOCK_OVERHEAD 32u
+#define WASM_PAGE 65536u
 
-void *xrealloc(void *p, size_t n) {
-    void *q = realloc(p, n ? n : 1);
+void *xmalloc(size_t n) {
+    void *q = malloc(n ? n : 1);
     if (q == NULL) {
         die("out of memory");
     }
     return q;
 }
 
-void *arena_alloc(size_t n) {
-    n = (n + 7u) & ~(size_t)7u;
-    if ((size_t)(arena_end - arena_cur) < n) {
-        size_t chunk = n > 60 * 1024 ? n : 60 * 1024;
-        arena_cur = xrealloc(NULL, chunk);
-        arena_end = arena_cur + chunk;
+void *xrealloc(void *p, size_t n) {
+    if (p == NULL) {
+        return xmalloc(n);
     }
-    void *r = arena_cur;
-    arena_cur += n;
+    size_t old = malloc_usable_size(p);
+    if (n <= old) {
+        return p;
+    }
+    void *q = xmalloc(n);
+    memcpy(q, p, old);
+    free(p);
+    return q;
+}
+
+/* Smallest capacity 2^k - BLOCK_OVERHEAD (k >= 6) holding at least n bytes. */
+static size_t block_capacity(size_t n) {
+    size_t block = 64;
+    while (block - BLOCK_OVERHEAD < n) {
+        if (block > SIZE_MAX / 2) {
+            die("buffer too large");
+        }
+        block *= 2;
+    }
+    return block - BLOCK_OVERHEAD;
+}
+
+void *page_alloc(size_t n) {
+    size_t pages = n / WASM_PAGE + (n % WASM_PAGE != 0);
+    size_t old = __builtin_wasm_memory_grow(0, pages ? pages : 1);
+    if (old == SIZE_MAX) {
+        die("out of memory");
+    }
+    return (void *)(old * WASM_PAGE);
+}
+
+/*
+ * The arena: a chain of 64 KiB chunks (blocks the allocator reuses once
+ * released), plus a chain of dedicated blocks for requests too large to
+ * share a chunk.
+ */
+typedef struct arena_chunk arena_chunk;
+struct arena_chunk {
+    arena_chunk *prev;
+    uint64_t pad; /* keeps the data 8-byte aligned */
+};
+
+#define ARENA_CHUNK (WASM_PAGE - BLOCK_OVERHEAD)
+#define ARENA_BIG (ARENA_CHUNK / 4)
+
+static arena_chunk *arena_chunks, *arena_bigs;
+char *g_arena_cur, *g_arena_end;
+
+void *arena_alloc_slow(size_t n) {
+    n = (n + 7u) & ~(size_t)7u;
+    if (n > ARENA_BIG) {
+        arena_chunk *c = xmalloc(block_capacity(sizeof *c + n));
+        c->prev = arena_bigs;
+        arena_bigs = c;
+        return c + 1;
+    }
+    if ((size_t)(g_arena_end - g_arena_cur) < n) {
+        arena_chunk *c = xmalloc(ARENA_CHUNK);
+        c->prev = arena_chunks;
+        arena_chunks = c;
+        g_arena_cur = (char *)(c + 1);
+        g_arena_end = (char *)c + ARENA_CHUNK;
+    }
+    void *r = g_arena_cur;
+    g_arena_cur += n;
     return r;
+}
+
+arena_pos arena_mark(void) { return (arena_pos){arena_chunks, arena_bigs, g_arena_cur}; }
+
+void arena_release(arena_pos mark) {
+    while (arena_chunks != mark.chunk) {
+        arena_chunk *c = arena_chunks;
+        arena_chunks = c->prev;
+        free(c);
+    }
+    while (arena_bigs != mark.big) {
+        arena_chunk *c = arena_bigs;
+        arena_bigs = c->prev;
+        free(c);
+    }
+    g_arena_cur = mark.cur;
+    g_arena_end = arena_chunks ? (char *)arena_chunks + ARENA_CHUNK : NULL;
 }
 
 char *arena_strndup(const char *s, size_t n) {
@@ -100,27 +198,95 @@ char *arena_strndup(const char *s, size_t n) {
 
 /* ---- buffer ----------------------------------------------------------- */
 
-void buf_reserve(buf_t *b, size_t extra) {
+/* A filled page of a paged buffer. */
+struct bufpage {
+    bufpage *prev;
+    const char *p;
+    size_t len;
+};
+
+/* Pages start at 64 KiB and double up to 1 MiB: small outputs stay small. */
+#define PAGE_MIN (64u * 1024u)
+#define PAGE_MAX (1024u * 1024u)
+
+/* The head of a paged buffer's page chain before its first page is filled. */
+static bufpage no_pages;
+
+void buf_paged(buf_t *b) {
+    b->pages = &no_pages;
+    b->p = page_alloc(PAGE_MIN);
+    b->len = 0;
+    b->cap = PAGE_MIN;
+}
+
+static void buf_next_page(buf_t *b, size_t extra) {
+    /* Not in the arena: callers release their arena scratch while writing. */
+    bufpage *done = xmalloc(sizeof *done);
+    done->prev = b->pages;
+    done->p = b->p;
+    done->len = b->len;
+    b->pages = done;
+    size_t size = b->cap * 2 > PAGE_MAX ? PAGE_MAX : b->cap * 2;
+    if (size < extra) {
+        size = (extra + WASM_PAGE - 1) / WASM_PAGE * WASM_PAGE;
+    }
+    b->p = page_alloc(size);
+    b->len = 0;
+    b->cap = size;
+}
+
+void buf_grow(buf_t *b, size_t extra) {
     if (b->cap - b->len >= extra && b->p != NULL) {
         return;
     }
-    size_t cap = b->cap ? b->cap : 64;
-    while (cap - b->len < extra) {
-        if (cap > SIZE_MAX / 2) {
-            die("buffer too large");
-        }
-        cap *= 2;
+    if (b->pages != NULL) {
+        buf_next_page(b, extra);
+        return;
     }
-    b->p = xrealloc(b->p, cap);
+    if (extra > SIZE_MAX / 2 - b->len) {
+        die("buffer too large");
+    }
+    size_t cap = block_capacity(b->len + extra > b->cap * 2 ? b->len + extra : b->cap * 2);
+    char *p = xmalloc(cap);
+    if (b->len) {
+        memcpy(p, b->p, b->len);
+    }
+    free(b->p);
+    b->p = p;
     b->cap = cap;
 }
 
-void buf_put(buf_t *b, const void *s, size_t n) {
-    buf_reserve(b, n);
-    if (n) {
-        memcpy(b->p + b->len, s, n);
+_Noreturn void buf_emit_and_exit(const buf_t *b, int code) {
+    if (b->pages == NULL) {
+        emit_and_exit(b->p, b->len, code);
     }
-    b->len += n;
+    /* One writev of every page, so the host sees one write of the whole output. */
+    size_t count = 1;
+    for (const bufpage *g = b->pages; g != &no_pages; g = g->prev) count++;
+    struct iovec *iov = arena_alloc(count * sizeof *iov);
+    size_t k = count;
+    iov[--k] = (struct iovec){.iov_base = b->p, .iov_len = b->len};
+    for (const bufpage *g = b->pages; g != &no_pages; g = g->prev) {
+        iov[--k] = (struct iovec){.iov_base = (void *)g->p, .iov_len = g->len};
+    }
+    while (k < count) {
+        int batch = count - k > 1024 ? 1024 : (int)(count - k);
+        ssize_t w = writev(1, iov + k, batch);
+        if (w < 0) {
+            _Exit(1);
+        }
+        /* Skip what was written; finish a partly written page with write_all. */
+        size_t left = (size_t)w;
+        while (k < count && left >= iov[k].iov_len) {
+            left -= iov[k].iov_len;
+            k++;
+        }
+        if (k < count && left > 0) {
+            write_all(1, (const char *)iov[k].iov_base + left, iov[k].iov_len - left);
+            k++;
+        }
+    }
+    _Exit(code);
 }
 
 void buf_puts(buf_t *b, const char *s) { buf_put(b, s, strlen(s)); }
@@ -270,6 +436,34 @@ size_t utf8_count(const char *s, size_t n) {
         }
     }
     return c;
+}
+
+/* ---- bytes ------------------------------------------------------------ */
+
+size_t find_byte(const char *s, size_t k, size_t n, char c) {
+    while (n - k >= 8) {
+        uint64_t w;
+        memcpy(&w, s + k, 8);
+        if (WORD_HAS(w, c)) break;
+        k += 8;
+    }
+    while (k < n && s[k] != c) k++;
+    return k;
+}
+
+int bytes_cmp(const char *a, size_t an, const char *b, size_t bn) {
+    size_t n = an < bn ? an : bn, k = 0;
+    while (n - k >= 8) {
+        uint64_t x, y;
+        memcpy(&x, a + k, 8);
+        memcpy(&y, b + k, 8);
+        if (x != y) break;
+        k += 8;
+    }
+    for (; k < n; k++) {
+        if (a[k] != b[k]) return (unsigned char)a[k] < (unsigned char)b[k] ? -1 : 1;
+    }
+    return (an > bn) - (an < bn);
 }
 
 /* ---- validation errors ------------------------------------------------ */

@@ -29,6 +29,13 @@ jval *jstr(const char *s, size_t n) {
     return v;
 }
 
+jval *jstr_ref(const char *s, size_t n) {
+    jval *v = jnew(J_STR);
+    v->u.s = s;
+    v->n = n;
+    return v;
+}
+
 jval *jstrz(const char *s) { return jstr(s, strlen(s)); }
 
 jval *jlit(const char *s) {
@@ -91,15 +98,42 @@ bool jstr_eq(const jval *v, const char *s) {
 /* ---- parser ----------------------------------------------------------- */
 
 typedef struct {
-    const char *s;
+    char *s;
     size_t n, i;
     int depth;
     const char *constraint;
     const char *message;
-    buf_t tmp;
     const char *str; /* last string parsed */
     size_t str_len;
 } jparser;
+
+/* Bit 1: '"', '\\' or a control character (escaped when written); bit 2: not ASCII. */
+static const uint8_t STOP[256] = {
+    [0 ... 0x1F] = 1, ['"'] = 1, ['\\'] = 1, [0x80 ... 0xFF] = 2,
+};
+
+/*
+ * First index at or after i of a byte that ends a run of plain string
+ * characters: '"', '\\', a control character, or (stop_high) a non-ASCII
+ * byte. Eight bytes at a time: one fuel unit per instruction makes the
+ * byte loop the costliest part of reading and writing JSON.
+ */
+
+static size_t plain_run(const char *s, size_t i, size_t n, bool stop_high) {
+    uint64_t high = stop_high ? WORD_HIGHS : 0;
+    while (n - i >= 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        if ((WORD_HAS_BELOW(w, 0x20) | WORD_HAS(w, '"') | WORD_HAS(w, '\\') | (w & high)) != 0) break;
+        i += 8;
+    }
+    const unsigned char *u = (const unsigned char *)s;
+    uint8_t mask = stop_high ? 3 : 1;
+    while (i < n && !(STOP[u[i]] & mask)) i++;
+    return i;
+}
+
+size_t json_plain_run(const char *s, size_t i, size_t n) { return plain_run(s, i, n, false); }
 
 static void jfail(jparser *p, const char *constraint, const char *what) {
     if (p->message == NULL) {
@@ -143,26 +177,22 @@ static bool jhex4(jparser *p, uint32_t *out) {
 }
 
 /*
- * Parses a string at p->i (which is '"'). Without escapes the result is the
- * source slice [p->str, p->str + p->str_len); otherwise it is built in p->tmp
- * and p->str points there.
+ * Parses a string at p->i (which is '"'). The decoded string is
+ * [p->str, p->str + p->str_len): the source slice when there are no
+ * escapes, else decoded in place over the source (decoding never makes a
+ * string longer, so the write position stays behind the read position).
  */
 static bool jstring(jparser *p) {
     p->i++;
     size_t start = p->i;
-    bool escaped = false;
-    p->tmp.len = 0;
+    size_t w = SIZE_MAX; /* write position once an escape was seen */
+    const unsigned char *u = (const unsigned char *)p->s;
     for (;;) {
         /* A run of plain bytes, validating UTF-8. */
-        const unsigned char *u = (const unsigned char *)p->s;
         size_t i = p->i, n = p->n, run = i;
-        while (i < n) {
-            unsigned char d = u[i];
-            if (d < 0x80) {
-                if (d == '"' || d == '\\' || d < 0x20) break;
-                i++;
-                continue;
-            }
+        for (;;) {
+            i = plain_run(p->s, i, n, true);
+            if (i >= n || u[i] < 0x80) break;
             int l = utf8_valid_seq(u + i, n - i);
             if (l == 0) {
                 p->i = i;
@@ -172,20 +202,18 @@ static bool jstring(jparser *p) {
             i += (size_t)l;
         }
         p->i = i;
-        if (escaped) buf_put(&p->tmp, p->s + run, i - run);
+        if (w != SIZE_MAX && i > run) {
+            memmove(p->s + w, p->s + run, i - run);
+            w += i - run;
+        }
         if (p->i >= p->n) {
             jfail(p, "syntax", "unterminated string");
             return false;
         }
-        unsigned char c = (unsigned char)p->s[p->i];
+        unsigned char c = u[p->i];
         if (c == '"') {
-            if (escaped) {
-                p->str = p->tmp.p;
-                p->str_len = p->tmp.len;
-            } else {
-                p->str = p->s + start;
-                p->str_len = p->i - start;
-            }
+            p->str = p->s + start;
+            p->str_len = (w == SIZE_MAX ? p->i : w) - start;
             p->i++;
             return true;
         }
@@ -194,25 +222,23 @@ static bool jstring(jparser *p) {
             return false;
         }
         /* A backslash escape. */
-        if (!escaped) {
-            buf_put(&p->tmp, p->s + start, p->i - start);
-            escaped = true;
-        }
+        if (w == SIZE_MAX) w = p->i;
         p->i++;
         if (p->i >= p->n) {
             jfail(p, "syntax", "unterminated string");
             return false;
         }
         char e = p->s[p->i++];
+        char out;
         switch (e) {
-        case '"': buf_putc(&p->tmp, '"'); break;
-        case '\\': buf_putc(&p->tmp, '\\'); break;
-        case '/': buf_putc(&p->tmp, '/'); break;
-        case 'b': buf_putc(&p->tmp, '\b'); break;
-        case 'f': buf_putc(&p->tmp, '\f'); break;
-        case 'n': buf_putc(&p->tmp, '\n'); break;
-        case 'r': buf_putc(&p->tmp, '\r'); break;
-        case 't': buf_putc(&p->tmp, '\t'); break;
+        case '"': out = '"'; break;
+        case '\\': out = '\\'; break;
+        case '/': out = '/'; break;
+        case 'b': out = '\b'; break;
+        case 'f': out = '\f'; break;
+        case 'n': out = '\n'; break;
+        case 'r': out = '\r'; break;
+        case 't': out = '\t'; break;
         case 'u': {
             uint32_t cp;
             if (!jhex4(p, &cp)) {
@@ -236,11 +262,17 @@ static bool jstring(jparser *p) {
                 }
                 cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
             }
-            buf_pututf8(&p->tmp, cp);
-            break;
+            /* At most 4 bytes from the 6 (or 12) just read. */
+            char t[4];
+            buf_t tb = {t, 0, sizeof t, NULL};
+            buf_pututf8(&tb, cp);
+            memcpy(p->s + w, t, tb.len);
+            w += tb.len;
+            continue;
         }
         default: jfail(p, "syntax", "bad escape in string"); return false;
         }
+        p->s[w++] = out;
     }
 }
 
@@ -302,12 +334,76 @@ static jval *jnumber(jparser *p) {
     return v;
 }
 
-static int member_cmp(const void *a, const void *b) {
-    const jmember *x = a, *y = b;
-    size_t n = x->klen < y->klen ? x->klen : y->klen;
-    int c = memcmp(x->key, y->key, n);
-    if (c) return c;
-    return (x->klen > y->klen) - (x->klen < y->klen);
+static int member_cmp(const jmember *x, const jmember *y) {
+    return bytes_cmp(x->key, x->klen, y->key, y->klen);
+}
+
+/*
+ * Members with the first 8 bytes of their key as a big-endian number
+ * (zero-padded): unequal prefixes order keys as bytes_cmp does (a shorter
+ * key that ends inside the prefix is a prefix of the other), so most
+ * comparisons are one integer comparison.
+ */
+typedef struct {
+    uint64_t pre;
+    jmember m;
+} keyed;
+
+static int keyed_cmp(const keyed *x, const keyed *y) {
+    if (x->pre != y->pre) return x->pre < y->pre ? -1 : 1;
+    return member_cmp(&x->m, &y->m);
+}
+
+/* Merge sort of a[0, n) with scratch t (n / 2 entries). */
+static void sort_keyed(keyed *a, keyed *t, size_t n) {
+    if (n <= 8) {
+        for (size_t i = 1; i < n; i++) {
+            keyed m = a[i];
+            size_t j = i;
+            while (j > 0 && keyed_cmp(&a[j - 1], &m) > 0) {
+                a[j] = a[j - 1];
+                j--;
+            }
+            a[j] = m;
+        }
+        return;
+    }
+    size_t h = n / 2;
+    sort_keyed(a, t, h);
+    sort_keyed(a + h, t, n - h);
+    if (keyed_cmp(&a[h - 1], &a[h]) <= 0) return;
+    memcpy(t, a, h * sizeof *a);
+    size_t i = 0, j = h, k = 0;
+    while (i < h && j < n) a[k++] = keyed_cmp(&a[j], &t[i]) < 0 ? a[j++] : t[i++];
+    while (i < h) a[k++] = t[i++];
+}
+
+void jobj_sort(jval *o) {
+    size_t n = o->n;
+    jmember *m = o->u.o;
+    if (n <= 8) {
+        /* Small objects (nearly all of them): insertion sort in place. */
+        for (size_t i = 1; i < n; i++) {
+            jmember x = m[i];
+            size_t j = i;
+            while (j > 0 && member_cmp(&m[j - 1], &x) > 0) {
+                m[j] = m[j - 1];
+                j--;
+            }
+            m[j] = x;
+        }
+        return;
+    }
+    keyed *a = xmalloc((n + n / 2) * sizeof *a);
+    for (size_t k = 0; k < n; k++) {
+        uint64_t pre = 0;
+        size_t l = m[k].klen < 8 ? m[k].klen : 8;
+        for (size_t b = 0; b < 8; b++) pre = pre << 8 | (b < l ? (unsigned char)m[k].key[b] : 0);
+        a[k] = (keyed){pre, m[k]};
+    }
+    sort_keyed(a, a + n, n);
+    for (size_t k = 0; k < n; k++) m[k] = a[k].m;
+    free(a);
 }
 
 static bool jcheck_unique(jparser *p, jval *o) {
@@ -315,7 +411,7 @@ static bool jcheck_unique(jparser *p, jval *o) {
         return true;
     }
     /* Sorting is the canonical order anyway; duplicates end up adjacent. */
-    qsort(o->u.o, o->n, sizeof(jmember), member_cmp);
+    jobj_sort(o);
     for (size_t k = 1; k < o->n; k++) {
         if (member_cmp(&o->u.o[k - 1], &o->u.o[k]) == 0) {
             if (p->message == NULL) {
@@ -355,7 +451,7 @@ static jval *jcontainer(jparser *p, char open) {
             if (!jstring(p)) {
                 return NULL;
             }
-            char *key = arena_strndup(p->str, p->str_len);
+            const char *key = p->str;
             size_t klen = p->str_len;
             jws(p);
             if (p->i >= p->n || p->s[p->i] != ':') {
@@ -415,7 +511,7 @@ static jval *jvalue(jparser *p) {
     case '[': return jcontainer(p, c);
     case '"':
         if (!jstring(p)) return NULL;
-        return jstr(p->str, p->str_len);
+        return jstr_ref(p->str, p->str_len);
     case 't':
         if (jliteral(p, "true")) return jbool(true);
         break;
@@ -432,7 +528,7 @@ static jval *jvalue(jparser *p) {
     return NULL;
 }
 
-json_parse_result json_parse(const char *s, size_t n) {
+json_parse_result json_parse(char *s, size_t n) {
     jparser p = {.s = s, .n = n};
     json_parse_result r = {0};
     jval *v = NULL;
@@ -448,7 +544,6 @@ json_parse_result json_parse(const char *s, size_t n) {
             }
         }
     }
-    free(p.tmp.p);
     r.value = p.message == NULL ? v : NULL;
     r.constraint = p.constraint;
     r.message = p.message;
@@ -457,28 +552,14 @@ json_parse_result json_parse(const char *s, size_t n) {
 
 /* ---- canonical writer ------------------------------------------------- */
 
-void json_write_string(buf_t *b, const char *s, size_t n) {
+void json_write_chars(buf_t *b, const char *s, size_t n) {
     static const char hex[] = "0123456789abcdef";
-    buf_reserve(b, n + 2);
     const unsigned char *u = (const unsigned char *)s;
-    size_t i = 0;
-    while (i < n && u[i] >= 0x20 && u[i] != '"' && u[i] != '\\') i++;
-    if (i == n) {
-        /* Fast path: nothing to escape. */
-        char *d = b->p + b->len;
-        d[0] = '"';
-        if (n) memcpy(d + 1, s, n);
-        d[n + 1] = '"';
-        b->len += n + 2;
-        return;
-    }
-    b->p[b->len++] = '"';
     size_t run = 0;
-    for (; i < n; i++) {
-        unsigned char c = u[i];
-        if (c >= 0x20 && c != '"' && c != '\\') continue;
+    for (size_t i = plain_run(s, 0, n, false); i < n; i = plain_run(s, i + 1, n, false)) {
         buf_put(b, s + run, i - run);
         run = i + 1;
+        unsigned char c = u[i];
         switch (c) {
         case '"': buf_put(b, "\\\"", 2); break;
         case '\\': buf_put(b, "\\\\", 2); break;
@@ -494,6 +575,21 @@ void json_write_string(buf_t *b, const char *s, size_t n) {
         }
     }
     buf_put(b, s + run, n - run);
+}
+
+void json_write_string(buf_t *b, const char *s, size_t n) {
+    if (plain_run(s, 0, n, false) == n) {
+        /* Fast path: nothing to escape. */
+        buf_reserve(b, n + 2);
+        char *d = b->p + b->len;
+        d[0] = '"';
+        if (n) memcpy(d + 1, s, n);
+        d[n + 1] = '"';
+        b->len += n + 2;
+        return;
+    }
+    buf_putc(b, '"');
+    json_write_chars(b, s, n);
     buf_putc(b, '"');
 }
 
@@ -518,7 +614,7 @@ bool json_write(buf_t *b, jval *v) {
             /* Writers mostly insert keys in order already; sort only when needed. */
             size_t k = 1;
             while (k < v->n && member_cmp(&v->u.o[k - 1], &v->u.o[k]) < 0) k++;
-            if (k < v->n) qsort(v->u.o, v->n, sizeof(jmember), member_cmp);
+            if (k < v->n) jobj_sort(v);
         }
         buf_putc(b, '{');
         for (size_t k = 0; k < v->n; k++) {

@@ -130,31 +130,54 @@ static jval *validate(const jval *doc) {
     return res;
 }
 
-/* CRLF and CR become LF, NUL becomes U+FFFD, a leading BOM is dropped. */
-static char *normalize(const char *s, size_t n, size_t *out_n) {
-    buf_t b = {0};
-    buf_reserve(&b, n);
+/* Index of the first '\r' or NUL at or after k in s[0, n). */
+static size_t find_cr_or_nul(const char *s, size_t k, size_t n) {
+    while (n - k >= 8) {
+        uint64_t w;
+        memcpy(&w, s + k, 8);
+        if ((WORD_HAS(w, '\r') | WORD_HAS(w, '\0')) != 0) break;
+        k += 8;
+    }
+    while (k < n && s[k] != '\r' && s[k] != '\0') k++;
+    return k;
+}
+
+/*
+ * CRLF and CR become LF, NUL becomes U+FFFD, a leading BOM is dropped.
+ * In place (s is the decoded input, which nothing else reads) unless there
+ * is a NUL, the one change that makes the text longer.
+ */
+static char *normalize(char *s, size_t n, size_t *out_n) {
     size_t k = 0;
     if (n >= 3 && (unsigned char)s[0] == 0xEF && (unsigned char)s[1] == 0xBB && (unsigned char)s[2] == 0xBF) k = 3;
-    for (; k < n; k++) {
-        size_t run = k;
-        while (run < n && s[run] != '\r' && s[run] != '\0') run++;
+    size_t first = find_cr_or_nul(s, k, n);
+    if (first == n) {
+        *out_n = n - k;
+        return s + k;
+    }
+    size_t nuls = 0;
+    for (size_t j = first; j < n; j = find_cr_or_nul(s, j + 1, n)) nuls += s[j] == '\0';
+    char *out = nuls ? arena_alloc(n + 2 * nuls) : s;
+    size_t w = 0;
+    while (k < n) {
+        size_t run = find_cr_or_nul(s, k, n);
         if (run > k) {
-            buf_put(&b, s + k, run - k);
+            memmove(out + w, s + k, run - k);
+            w += run - k;
             k = run;
             if (k == n) break;
         }
         if (s[k] == '\r') {
-            buf_putc(&b, '\n');
+            out[w++] = '\n';
             if (k + 1 < n && s[k + 1] == '\n') k++;
-        } else if (s[k] == '\0') {
-            buf_put(&b, "\xEF\xBF\xBD", 3);
         } else {
-            buf_putc(&b, s[k]);
+            memcpy(out + w, "\xEF\xBF\xBD", 3);
+            w += 3;
         }
+        k++;
     }
-    *out_n = b.len;
-    return b.p ? b.p : "";
+    *out_n = w;
+    return out;
 }
 
 /* True if line [s, s+n) is "---" followed only by spaces or tabs. */
@@ -198,11 +221,11 @@ int main(void) {
     if (errs_count() > 0) errs_emit_exit(file_path);
 
     size_t n;
-    const char *text = normalize(content->u.s, content->n, &n);
+    /* The content was decoded in place into the stdin buffer, which is writable. */
+    const char *text = normalize((char *)content->u.s, content->n, &n);
 
     /* Frontmatter: a first line "---", up to the next "---" line. */
-    size_t eol = 0;
-    while (eol < n && text[eol] != '\n') eol++;
+    size_t eol = find_byte(text, 0, n, '\n');
     if (!is_marker(text, eol)) {
         errs_add("frontmatter", "required",
                  "the file must start with a '---' line opening its YAML frontmatter (apiVersion, kind, metadata, spec)");
@@ -211,8 +234,7 @@ int main(void) {
     size_t fm_start = eol < n ? eol + 1 : n, pos = fm_start, fm_end = SIZE_MAX, body_start = n;
     int line = 2;
     while (pos < n) {
-        size_t e = pos;
-        while (e < n && text[e] != '\n') e++;
+        size_t e = find_byte(text, pos, n, '\n');
         if (is_marker(text + pos, e - pos)) {
             fm_end = pos;
             body_start = e < n ? e + 1 : n;
@@ -228,23 +250,28 @@ int main(void) {
     bool yaml_ok;
     jval *doc = yaml_parse(text + fm_start, fm_end - fm_start, 2, &yaml_ok);
     int body_first_line = line + 1;
-    jval *body = md_parse(text + body_start, n - body_start, body_first_line);
+    /*
+     * The output is written as it is made, keys in canonical order: the body
+     * (mdast) first, then the resource and the source. It is only emitted if
+     * nothing was rejected.
+     */
+    buf_t out = {0};
+    buf_paged(&out);
+    buf_puts(&out, "{\"body\":");
+    bool body_ok = md_compile(&out, text + body_start, n - body_start, body_first_line);
     jval *resource = NULL;
     if (yaml_ok) {
         if (doc == NULL) doc = jobj();
         resource = validate(doc);
     }
-    if (errs_count() > 0 || resource == NULL || body == NULL) {
+    if (errs_count() > 0 || resource == NULL || !body_ok) {
         if (errs_count() == 0) die("internal error: no resource and no error");
         errs_emit_exit(file_path);
     }
-    jval *out = jobj();
-    jval *source = jobj();
-    jobj_put(source, "path", jstr(path->u.s, path->n));
-    jobj_put(out, "body", body);
-    jobj_put(out, "resource", resource);
-    jobj_put(out, "source", source);
-    buf_t b = {0};
-    if (!json_write(&b, out)) die("internal error: non-integer number in output");
-    emit_and_exit(b.p, b.len, 0);
+    buf_puts(&out, ",\"resource\":");
+    if (!json_write(&out, resource)) die("internal error: non-integer number in output");
+    buf_puts(&out, ",\"source\":{\"path\":");
+    json_write_string(&out, path->u.s, path->n);
+    buf_puts(&out, "}}");
+    buf_emit_and_exit(&out, 0);
 }

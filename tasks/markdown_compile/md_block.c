@@ -29,6 +29,9 @@ typedef struct {
     refmap *refs;
     bool too_deep;
     int too_deep_line;
+    /* The text store, sized for the body up front (see md_parse_blocks). */
+    char *store;
+    size_t store_len, store_cap;
 } bparser;
 
 static char peek_at(const bparser *p, int pos) { return pos < p->len ? p->s[pos] : '\n'; }
@@ -86,7 +89,7 @@ static void advance_offset(bparser *p, int count, bool columns) {
 static block *make_block(btype t, int line) {
     block *b = arena_alloc(sizeof *b);
     memset(b, 0, sizeof *b);
-    b->t = t;
+    b->t = (uint8_t)t;
     b->start_line = b->end_line = line;
     b->open = true;
     return b;
@@ -100,14 +103,28 @@ static bool can_contain(btype parent, btype child) {
 
 static bool accepts_lines(btype t) { return t == B_PARA || t == B_HEADING || t == B_CODE; }
 
+/* Appends to the text store; the caller checks that the text being extended ends the store. */
+static void store_put(bparser *p, const char *s, size_t n) {
+    if (p->store_cap - p->store_len < n) die("internal error: markdown text store overflow");
+    memcpy(p->store + p->store_len, s, n);
+    p->store_len += n;
+}
+
 static void add_line(bparser *p, block *b) {
+    if (b->text == NULL) {
+        b->text = p->store + p->store_len;
+    } else if (b->text + b->text_len != p->store + p->store_len) {
+        die("internal error: text added to a block that is not the tip");
+    }
+    size_t before = p->store_len;
     if (p->partially_consumed_tab) {
         p->offset += 1; /* skip the tab */
         int chars_to_tab = TAB_STOP - (p->column % TAB_STOP);
-        for (int k = 0; k < chars_to_tab; k++) buf_putc(&b->content, ' ');
+        store_put(p, "    ", (size_t)chars_to_tab);
     }
-    if (p->offset < p->len) buf_put(&b->content, p->s + p->offset, (size_t)(p->len - p->offset));
-    buf_putc(&b->content, '\n');
+    if (p->offset < p->len) store_put(p, p->s + p->offset, (size_t)(p->len - p->offset));
+    store_put(p, "\n", 1);
+    b->text_len += (uint32_t)(p->store_len - before);
     b->end_line = p->line;
 }
 
@@ -140,20 +157,21 @@ static void unlink_block(block *b) {
     }
 }
 
-/* Strips link reference definitions off the start of a paragraph. Returns true if text remains. */
+/*
+ * Strips link reference definitions off the start of a paragraph (the text
+ * keeps its end, so an open paragraph stays the end of the store). Returns
+ * true if text remains.
+ */
 static bool resolve_refdefs(bparser *p, block *b) {
     size_t pos = 0;
-    while (pos < b->content.len && b->content.p[pos] == '[') {
-        size_t used = md_parse_refdef(b->content.p + pos, b->content.len - pos, p->refs);
+    while (pos < b->text_len && b->text[pos] == '[') {
+        size_t used = md_parse_refdef(b->text + pos, b->text_len - pos, p->refs);
         if (used == 0) break;
         pos += used;
     }
-    if (pos > 0) {
-        memmove(b->content.p, b->content.p + pos, b->content.len - pos);
-        b->content.len -= pos;
-        b->content.p[b->content.len] = '\0';
-    }
-    return !is_blank_text(b->content.p, b->content.len);
+    b->text += pos;
+    b->text_len -= (uint32_t)pos;
+    return !is_blank_text(b->text, b->text_len);
 }
 
 static block *finalize(bparser *p, block *b) {
@@ -166,15 +184,15 @@ static block *finalize(bparser *p, block *b) {
     case B_CODE:
         if (!b->fenced) {
             /* Drop trailing blank lines of indented code. */
-            size_t n = b->content.len;
+            size_t n = b->text_len;
             while (n > 0) {
                 size_t ls = n - 1; /* index of the '\n' ending the last line */
                 size_t k = ls;
-                while (k > 0 && b->content.p[k - 1] != '\n') k--;
-                if (!is_blank_text(b->content.p + k, ls - k)) break;
+                while (k > 0 && b->text[k - 1] != '\n') k--;
+                if (!is_blank_text(b->text + k, ls - k)) break;
                 n = k;
             }
-            b->content.len = n;
+            b->text_len = (uint32_t)n;
         }
         break;
     case B_LIST: {
@@ -210,7 +228,7 @@ static block *add_child(bparser *p, block *parent, btype t) {
         parent->first = c;
     }
     parent->last = c;
-    c->depth = parent->depth + (t == B_QUOTE || t == B_ITEM ? 1 : 0);
+    c->depth = (uint8_t)(parent->depth + (t == B_QUOTE || t == B_ITEM ? 1 : 0));
     if (c->depth > MD_MAX_CONTAINER_DEPTH && !p->too_deep) {
         p->too_deep = true;
         p->too_deep_line = p->line;
@@ -423,24 +441,26 @@ static void process_line(bparser *p) {
         } else if (!indented && (matched = scan_atx_start(p, p->first_nonspace, &level)) != 0) {
             advance_offset(p, p->first_nonspace + matched - p->offset, false);
             container = add_child(p, container, B_HEADING);
-            container->level = level;
+            container->level = (uint8_t)level;
         } else if (!indented && (matched = scan_open_fence(p, p->first_nonspace)) != 0) {
             container = add_child(p, container, B_CODE);
             container->fenced = true;
             container->fence_char = c;
             container->fence_len = matched;
-            container->fence_offset = p->first_nonspace - p->offset;
+            container->fence_offset = (uint8_t)(p->first_nonspace - p->offset);
             advance_offset(p, p->first_nonspace + matched - p->offset, false);
             /* The rest of the line is the info string. */
             int a = p->offset, e = p->len;
             while (a < e && space_or_tab(p->s[a])) a++;
             while (e > a && space_or_tab(p->s[e - 1])) e--;
-            buf_put(&container->info, p->s + a, (size_t)(e - a));
+            container->info = p->store + p->store_len;
+            container->info_len = (uint32_t)(e - a);
+            store_put(p, p->s + a, (size_t)(e - a));
             advance_offset(p, p->len - p->offset, false);
         } else if (!indented && container->t == B_PARA && (level = scan_setext(p, p->first_nonspace)) != 0 &&
                    resolve_refdefs(p, container)) {
             container->t = B_HEADING;
-            container->level = level;
+            container->level = (uint8_t)level;
             container->setext = true;
             container->end_line = p->line;
             advance_offset(p, p->len - p->offset, false);
@@ -473,8 +493,8 @@ static void process_line(bparser *p) {
                 container->start = d.start;
             }
             container = add_child(p, container, B_ITEM);
-            container->marker_offset = d.marker_offset;
-            container->padding = d.padding;
+            container->marker_offset = (uint8_t)d.marker_offset;
+            container->padding = (uint8_t)d.padding;
         } else if (indented && !maybe_lazy && !p->blank) {
             advance_offset(p, CODE_INDENT, true);
             container = add_child(p, container, B_CODE);
@@ -489,7 +509,7 @@ static void process_line(bparser *p) {
     /* 3. Add the rest of the line to the right block. */
     find_first_nonspace(p);
     if (p->blank && container->last) container->last->last_line_blank = true;
-    btype ct = container->t;
+    btype ct = (btype)container->t;
     container->last_line_blank = p->blank && ct != B_QUOTE && ct != B_HEADING && ct != B_HR &&
                                  !(ct == B_CODE && container->fenced) &&
                                  !(ct == B_ITEM && container->first == NULL && container->start_line == p->line);
@@ -529,25 +549,48 @@ static void fix_end_lines(block *b, int depth) {
     }
 }
 
+/* Number of tabs in s[0, n). */
+static size_t count_tabs(const char *s, size_t n) {
+    size_t tabs = 0, k = 0;
+    while (k < n) {
+        if (n - k >= 8) {
+            uint64_t w;
+            memcpy(&w, s + k, 8);
+            if (!WORD_HAS(w, '\t')) {
+                k += 8;
+                continue;
+            }
+        }
+        tabs += s[k++] == '\t';
+    }
+    return tabs;
+}
+
 block *md_parse_blocks(const char *text, size_t n, refmap *refs, int *too_deep_line) {
     bparser p = {0};
     p.refs = refs;
+    /*
+     * Every body line goes to at most one block, with its line ending; a tab
+     * split by a container prefix becomes up to 4 spaces; a fence line keeps
+     * only its info string. So the text never outgrows the body plus a line
+     * ending plus 3 bytes a tab, and the store is allocated once.
+     */
+    p.store_cap = n + 1 + 3 * count_tabs(text, n);
+    p.store = page_alloc(p.store_cap);
     p.root = make_block(B_ROOT, 1);
     p.tip = p.root;
-    size_t start = 0;
     int line = 0;
-    for (size_t k = 0; k <= n; k++) {
-        if (k == n || text[k] == '\n') {
-            if (k == n && k == start) break;
-            p.s = text + start;
-            p.len = (int)(k - start);
-            p.line = ++line;
-            process_line(&p);
-            start = k + 1;
-            if (p.too_deep) {
-                *too_deep_line = p.too_deep_line;
-                return NULL;
-            }
+    /* Every '\n' ends a line; text after the last one is a line too. */
+    for (size_t start = 0; start < n;) {
+        size_t k = find_byte(text, start, n, '\n');
+        p.s = text + start;
+        p.len = (int)(k - start);
+        p.line = ++line;
+        process_line(&p);
+        start = k + 1;
+        if (p.too_deep) {
+            *too_deep_line = p.too_deep_line;
+            return NULL;
         }
     }
     while (p.tip != NULL) p.tip = finalize(&p, p.tip);

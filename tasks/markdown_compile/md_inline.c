@@ -6,7 +6,13 @@
  * or bounded, so pathological input stays linear:
  *   - code spans look closers up in a precomputed index of backtick runs;
  *   - a link title that found no closing quote is not searched for again;
- *   - link destinations give up after 32 nested parentheses;
+ *   - link destinations give up after 32 nested parentheses, which bounds
+ *     how often a byte is scanned: a bare destination scan that fails never
+ *     met a ')' at its own depth 0 (that ends a link), and each later '('
+ *     starts its scan one level deeper, so at most 33 failing scans cover
+ *     any byte (successful ones are disjoint: parsing resumes after them);
+ *     once a paragraph's scans have read 4 times its length, tables of
+ *     parentheses make each further scan cost O(stops) instead of O(bytes);
  *   - brackets after which another bracket opened never try shortcut labels.
  *
  * Entities: numeric ones, the HTML 4 Latin-1 names and about twenty common
@@ -69,7 +75,8 @@ typedef struct {
     size_t nruns;
     bool runs_built;
     size_t title_fail[3]; /* '"', '\'', ')' : no closer from this position on */
-    uint32_t *opens;      /* opens[i]: number of '(' in s[0, i) */
+    size_t dest_scanned;  /* bytes read by bare destination scans so far */
+    uint32_t *opens;      /* opens[i]: number of '(' in s[0, i) (built once scans get costly) */
     uint32_t *next_stop;  /* next_stop[i]: first j >= i with ')', '\\', or a space/control byte */
 } subject;
 
@@ -80,8 +87,8 @@ static bool is_ascii_punct(unsigned c) {
 }
 
 static bool is_uspace(uint32_t c) {
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v' || c == 0xA0 || c == 0x1680 ||
-           (c >= 0x2000 && c <= 0x200A) || c == 0x202F || c == 0x205F || c == 0x3000;
+    if (c < 0x80) return c == ' ' || (c >= '\t' && c <= '\r'); /* \t \n \v \f \r */
+    return c == 0xA0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x202F || c == 0x205F || c == 0x3000;
 }
 
 static bool is_upunct(uint32_t c) {
@@ -243,72 +250,86 @@ static size_t scan_entity(const char *s, size_t n, uint32_t *cp) {
     return 0;
 }
 
-void md_unescape(buf_t *out, const char *s, size_t n) {
-    buf_reserve(out, n);
+/* UTF-8 of cp into d (at most 4 bytes); returns its length. */
+static size_t put_utf8(char *d, uint32_t cp) {
+    char t[4];
+    buf_t b = {t, 0, sizeof t, NULL};
+    buf_pututf8(&b, cp);
+    memcpy(d, t, b.len);
+    return b.len;
+}
+
+/*
+ * An escape is 2 bytes for 1, an entity at least 4 ("&lt;", "&#9;") for at
+ * most 4 (a code point beyond U+FFFF needs "&#65536;"): never longer.
+ */
+const char *md_unescape(const char *s, size_t n, size_t *len) {
+    char *out = arena_alloc(n + 1);
+    size_t w = 0;
     for (size_t k = 0; k < n;) {
         if (s[k] == '\\' && k + 1 < n && is_ascii_punct((unsigned char)s[k + 1])) {
-            buf_putc(out, s[k + 1]);
+            out[w++] = s[k + 1];
             k += 2;
         } else if (s[k] == '&') {
             uint32_t cp;
             size_t l = scan_entity(s + k, n - k, &cp);
             if (l) {
-                buf_pututf8(out, cp);
+                w += put_utf8(out + w, cp);
                 k += l;
             } else {
-                buf_putc(out, '&');
+                out[w++] = '&';
                 k++;
             }
         } else {
-            buf_putc(out, s[k++]);
+            out[w++] = s[k++];
         }
     }
+    out[w] = '\0';
+    *len = w;
+    return out;
 }
 
 static const char *unescape_dup(const char *s, size_t n) {
-    buf_t b = {0};
-    md_unescape(&b, s, n);
-    const char *r = arena_strndup(b.p ? b.p : "", b.len);
-    free(b.p);
-    return r;
+    size_t len;
+    return md_unescape(s, n, &len);
 }
 
 /* ---- reference map ---------------------------------------------------- */
 
-/* Case fold (ASCII, Latin-1), collapse whitespace runs, trim. */
+/* Case fold (ASCII, Latin-1), collapse whitespace runs, trim. Never longer than s. */
 static char *normalize_label(const char *s, size_t n, size_t *outlen) {
-    buf_t b = {0};
-    buf_reserve(&b, n);
+    char *r = arena_alloc(n + 1);
+    size_t w = 0;
     bool pending_space = false;
     for (size_t k = 0; k < n;) {
         unsigned char c = (unsigned char)s[k];
         if (is_ws_char((char)c)) {
-            pending_space = b.len > 0;
+            pending_space = w > 0;
             k++;
             continue;
         }
         if (pending_space) {
-            buf_putc(&b, ' ');
+            r[w++] = ' ';
             pending_space = false;
         }
         if (c < 0x80) {
-            buf_putc(&b, (char)(c >= 'A' && c <= 'Z' ? c + 32 : c));
+            r[w++] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
             k++;
         } else {
             int l;
             uint32_t cp = utf8_decode((const unsigned char *)s + k, n - k, &l);
             if ((cp >= 0xC0 && cp <= 0xDE && cp != 0xD7)) cp += 32;
             if (cp == 0xDF) {
-                buf_put(&b, "ss", 2);
+                r[w++] = 's';
+                r[w++] = 's';
             } else {
-                buf_pututf8(&b, cp);
+                w += put_utf8(r + w, cp);
             }
             k += (size_t)l;
         }
     }
-    char *r = arena_strndup(b.p ? b.p : "", b.len);
-    *outlen = b.len;
-    free(b.p);
+    r[w] = '\0';
+    *outlen = w;
     return r;
 }
 
@@ -388,6 +409,33 @@ static size_t scan_label(const char *s, size_t n, size_t pos) {
     return 0;
 }
 
+/* Bare (not <...>) link destination at pos: its end index or SIZE_MAX; *stop is where reading stopped. */
+static size_t scan_bare_dest(const char *s, size_t n, size_t pos, size_t *stop) {
+    size_t k = pos;
+    int depth = 0;
+    while (k < n) {
+        unsigned char c = (unsigned char)s[k];
+        if (c == '\\' && k + 1 < n && is_ascii_punct((unsigned char)s[k + 1])) {
+            k += 2;
+            continue;
+        }
+        if (c == '(') {
+            if (++depth > MAX_DEST_PARENS) {
+                *stop = k;
+                return SIZE_MAX;
+            }
+        } else if (c == ')') {
+            if (depth == 0) break;
+            depth--;
+        } else if (c <= 0x20 || c == 0x7F) {
+            break;
+        }
+        k++;
+    }
+    *stop = k;
+    return depth == 0 ? k : SIZE_MAX;
+}
+
 /* Link destination at pos; sets [*ds, *de) to its raw text. Returns end index or SIZE_MAX. */
 static size_t scan_dest(const char *s, size_t n, size_t pos, size_t *ds, size_t *de) {
     if (pos < n && s[pos] == '<') {
@@ -408,25 +456,9 @@ static size_t scan_dest(const char *s, size_t n, size_t pos, size_t *ds, size_t 
         }
         return SIZE_MAX;
     }
-    size_t k = pos;
-    int depth = 0;
-    while (k < n) {
-        unsigned char c = (unsigned char)s[k];
-        if (c == '\\' && k + 1 < n && is_ascii_punct((unsigned char)s[k + 1])) {
-            k += 2;
-            continue;
-        }
-        if (c == '(') {
-            if (++depth > MAX_DEST_PARENS) return SIZE_MAX;
-        } else if (c == ')') {
-            if (depth == 0) break;
-            depth--;
-        } else if (c <= 0x20 || c == 0x7F) {
-            break;
-        }
-        k++;
-    }
-    if (depth != 0) return SIZE_MAX;
+    size_t stop;
+    size_t k = scan_bare_dest(s, n, pos, &stop);
+    if (k == SIZE_MAX) return SIZE_MAX;
     *ds = pos;
     *de = k;
     return k;
@@ -454,16 +486,21 @@ static size_t scan_title(const char *s, size_t n, size_t pos, size_t *fail_memo)
 }
 
 /*
- * Bare link destination in a paragraph, using the precomputed tables so
- * that a scan costs O(stops) instead of O(bytes): "[a](b" repeated would
- * otherwise rescan up to 32 parentheses from every opener.
+ * scan_bare_dest within a paragraph: directly while that is cheap, then
+ * with tables (in the arena) so that a scan costs O(stops) instead of
+ * O(bytes): "[a](b" repeated would otherwise rescan up to 32 parentheses
+ * from every opener.
  */
-static size_t scan_bare_dest_fast(subject *sj, size_t pos) {
+static size_t scan_paragraph_dest(subject *sj, size_t pos) {
     const char *s = sj->s;
     size_t n = sj->n;
     if (sj->opens == NULL) {
-        sj->opens = xrealloc(NULL, (n + 1) * sizeof(uint32_t));
-        sj->next_stop = xrealloc(NULL, (n + 1) * sizeof(uint32_t));
+        size_t stop;
+        size_t end = scan_bare_dest(s, n, pos, &stop);
+        sj->dest_scanned += stop - pos;
+        if (sj->dest_scanned <= 4 * n + 4096) return end;
+        sj->opens = arena_alloc((n + 1) * sizeof(uint32_t));
+        sj->next_stop = arena_alloc((n + 1) * sizeof(uint32_t));
         uint32_t c = 0;
         for (size_t i = 0; i < n; i++) {
             sj->opens[i] = c;
@@ -477,6 +514,7 @@ static size_t scan_bare_dest_fast(subject *sj, size_t pos) {
             if (ch == ')' || ch == '\\' || ch <= 0x20 || ch == 0x7F) next = (uint32_t)i;
             sj->next_stop[i] = next;
         }
+        return end;
     }
     size_t k = pos;
     uint32_t depth = 0;
@@ -568,18 +606,15 @@ static int btrun_cmp(const void *a, const void *b) {
 
 static void build_runs(subject *sj) {
     sj->runs_built = true;
-    size_t cap = 0;
-    for (size_t k = 0; k < sj->n;) {
-        if (sj->s[k] != '`') {
-            k++;
-            continue;
-        }
+    size_t count = 0;
+    for (size_t k = find_byte(sj->s, 0, sj->n, '`'); k < sj->n; k = find_byte(sj->s, k, sj->n, '`')) {
+        count++;
+        while (k < sj->n && sj->s[k] == '`') k++;
+    }
+    sj->runs = arena_alloc(count * sizeof(btrun));
+    for (size_t k = find_byte(sj->s, 0, sj->n, '`'); k < sj->n; k = find_byte(sj->s, k, sj->n, '`')) {
         size_t st = k;
         while (k < sj->n && sj->s[k] == '`') k++;
-        if (sj->nruns == cap) {
-            cap = cap ? cap * 2 : 16;
-            sj->runs = xrealloc(sj->runs, cap * sizeof(btrun));
-        }
         sj->runs[sj->nruns++] = (btrun){st, k - st};
     }
     qsort(sj->runs, sj->nruns, sizeof(btrun), btrun_cmp);
@@ -634,6 +669,7 @@ static void handle_backticks(subject *sj) {
 
 static uint32_t cp_before(const subject *sj, size_t pos) {
     if (pos == 0) return '\n';
+    if ((unsigned char)sj->s[pos - 1] < 0x80) return (unsigned char)sj->s[pos - 1];
     size_t k = pos - 1;
     while (k > 0 && ((unsigned char)sj->s[k] & 0xC0) == 0x80 && pos - k < 4) k--;
     int l;
@@ -642,6 +678,7 @@ static uint32_t cp_before(const subject *sj, size_t pos) {
 
 static uint32_t cp_at(const subject *sj, size_t pos) {
     if (pos >= sj->n) return '\n';
+    if ((unsigned char)sj->s[pos] < 0x80) return (unsigned char)sj->s[pos];
     int l;
     return utf8_decode((const unsigned char *)sj->s + pos, sj->n - pos, &l);
 }
@@ -799,7 +836,7 @@ static void handle_close_bracket(subject *sj) {
         if (k < sj->n && sj->s[k] == '<') {
             dend = scan_dest(sj->s, sj->n, k, &ds, &de);
         } else {
-            dend = de = scan_bare_dest_fast(sj, k);
+            dend = de = scan_paragraph_dest(sj, k);
         }
         if (dend != SIZE_MAX) {
             size_t ts = skip_spacechars(sj->s, sj->n, dend);
@@ -929,21 +966,11 @@ static bool handle_autolink(subject *sj) {
     return true;
 }
 
-static bool is_special(char c) {
-    switch (c) {
-    case '\n':
-    case '\\':
-    case '`':
-    case '&':
-    case '*':
-    case '_':
-    case '[':
-    case ']':
-    case '!':
-    case '<': return true;
-    default: return false;
-    }
-}
+/* The bytes that end a run of plain text. */
+static const bool SPECIAL[256] = {
+    ['\n'] = true, ['\\'] = true, ['`'] = true, ['&'] = true, ['*'] = true,
+    ['_'] = true,  ['['] = true,  [']'] = true, ['!'] = true, ['<'] = true,
+};
 
 static void parse_inlines(subject *sj) {
     while (sj->pos < sj->n) {
@@ -975,10 +1002,8 @@ static void parse_inlines(subject *sj) {
             uint32_t cp;
             size_t l = scan_entity(sj->s + sj->pos, sj->n - sj->pos, &cp);
             if (l) {
-                buf_t b = {0};
-                buf_pututf8(&b, cp);
-                append(&sj->root, mktext(arena_strndup(b.p, b.len), b.len));
-                free(b.p);
+                char *t = arena_alloc(4);
+                append(&sj->root, mktext(t, put_utf8(t, cp)));
                 sj->pos += l;
             } else {
                 append(&sj->root, mktext("&", 1));
@@ -1015,7 +1040,7 @@ static void parse_inlines(subject *sj) {
             break;
         default: {
             size_t st = sj->pos;
-            while (sj->pos < sj->n && !is_special(sj->s[sj->pos])) sj->pos++;
+            while (sj->pos < sj->n && !SPECIAL[(unsigned char)sj->s[sj->pos]]) sj->pos++;
             size_t e = sj->pos;
             if (sj->pos < sj->n && sj->s[sj->pos] == '\n') {
                 while (e > st && is_ws_char(sj->s[e - 1])) e--;
@@ -1029,90 +1054,108 @@ static void parse_inlines(subject *sj) {
 
 /* ---- mdast output ----------------------------------------------------- */
 
-typedef struct {
-    bool too_deep;
-} conv;
+#define PUT(b, lit) buf_put((b), (lit), sizeof(lit) - 1)
 
-static void plain_text(const inl *x, buf_t *b, int depth) {
-    if (depth > MD_MAX_INLINE_DEPTH + 1) return;
+/* True if emphasis, strong, links and images nest more than MD_MAX_INLINE_DEPTH deep under x. */
+static bool too_deep(const inl *x, int depth) {
+    for (const inl *c = x->first; c; c = c->next) {
+        if (c->t == I_EMPH || c->t == I_STRONG || c->t == I_LINK || c->t == I_IMAGE) {
+            if (depth + 1 > MD_MAX_INLINE_DEPTH || too_deep(c, depth + 1)) return true;
+        }
+    }
+    return false;
+}
+
+/* An image's alt: the plain text of its content, escaped. */
+static void put_plain_text(buf_t *out, const inl *x) {
     for (const inl *c = x->first; c; c = c->next) {
         switch (c->t) {
         case I_TEXT:
-        case I_CODE: buf_put(b, c->s, c->n); break;
+        case I_CODE: json_write_chars(out, c->s, c->n); break;
         case I_SOFT:
-        case I_HARD: buf_putc(b, '\n'); break;
-        default: plain_text(c, b, depth + 1);
+        case I_HARD: PUT(out, "\\n"); break;
+        default: put_plain_text(out, c);
         }
     }
 }
 
-static jval *children_json(conv *cv, const inl *parent, int depth);
-
-static void flush_text(jval *arr, buf_t *t) {
-    if (t->len == 0) return;
-    jval *o = jobj();
-    jobj_put(o, "type", jlit("text"));
-    jobj_put(o, "value", jstr(t->p, t->len));
-    jarr_push(arr, o);
-    t->len = 0;
+static void put_title_and_url(buf_t *out, const inl *c, const char *type) {
+    PUT(out, ",\"title\":");
+    if (c->title) {
+        json_write_string(out, c->title, strlen(c->title));
+    } else {
+        PUT(out, "null");
+    }
+    PUT(out, ",\"type\":\"");
+    buf_puts(out, type);
+    PUT(out, "\",\"url\":");
+    json_write_string(out, c->url, strlen(c->url));
+    buf_putc(out, '}');
 }
 
-static jval *children_json(conv *cv, const inl *parent, int depth) {
-    jval *arr = jarr();
-    if (depth > MD_MAX_INLINE_DEPTH) {
-        cv->too_deep = true;
-        return arr;
-    }
-    buf_t t = {0};
-    for (const inl *c = parent->first; c && !cv->too_deep; c = c->next) {
-        if (c->t == I_TEXT) {
-            buf_put(&t, c->s, c->n);
+/* The children of parent as a JSON array; adjacent text and soft breaks make one text node. */
+static void put_children(buf_t *out, const inl *parent) {
+    buf_putc(out, '[');
+    bool first = true;
+    for (const inl *c = parent->first; c;) {
+        if (c->t == I_TEXT || c->t == I_SOFT) {
+            const inl *end = c;
+            size_t len = 0;
+            for (; end && (end->t == I_TEXT || end->t == I_SOFT); end = end->next) len += end->t == I_SOFT ? 1 : end->n;
+            if (len > 0) {
+                if (!first) buf_putc(out, ',');
+                first = false;
+                PUT(out, "{\"type\":\"text\",\"value\":\"");
+                for (; c != end; c = c->next) {
+                    if (c->t == I_SOFT) {
+                        PUT(out, "\\n");
+                    } else {
+                        json_write_chars(out, c->s, c->n);
+                    }
+                }
+                PUT(out, "\"}");
+            }
+            c = end;
             continue;
         }
-        if (c->t == I_SOFT) {
-            buf_putc(&t, '\n');
-            continue;
-        }
-        flush_text(arr, &t);
-        jval *o = jobj();
+        if (!first) buf_putc(out, ',');
+        first = false;
         switch (c->t) {
-        case I_HARD: jobj_put(o, "type", jlit("break")); break;
+        case I_HARD: PUT(out, "{\"type\":\"break\"}"); break;
         case I_CODE:
-            jobj_put(o, "type", jlit("inlineCode"));
-            jobj_put(o, "value", jstr(c->s, c->n));
+            PUT(out, "{\"type\":\"inlineCode\",\"value\":");
+            json_write_string(out, c->s, c->n);
+            buf_putc(out, '}');
             break;
         case I_EMPH:
         case I_STRONG:
-            jobj_put(o, "children", children_json(cv, c, depth + 1));
-            jobj_put(o, "type", jlit(c->t == I_EMPH ? "emphasis" : "strong"));
+            PUT(out, "{\"children\":");
+            put_children(out, c);
+            if (c->t == I_EMPH) {
+                PUT(out, ",\"type\":\"emphasis\"}");
+            } else {
+                PUT(out, ",\"type\":\"strong\"}");
+            }
             break;
         case I_LINK:
-            jobj_put(o, "children", children_json(cv, c, depth + 1));
-            jobj_put(o, "title", c->title ? jstrz(c->title) : jnull());
-            jobj_put(o, "type", jlit("link"));
-            jobj_put(o, "url", jstrz(c->url));
+            PUT(out, "{\"children\":");
+            put_children(out, c);
+            put_title_and_url(out, c, "link");
             break;
-        case I_IMAGE: {
-            buf_t alt = {0};
-            children_json(cv, c, depth + 1); /* enforces the nesting cap inside alt text too */
-            plain_text(c, &alt, depth + 1);
-            jobj_put(o, "alt", jstr(alt.p ? alt.p : "", alt.len));
-            jobj_put(o, "title", c->title ? jstrz(c->title) : jnull());
-            jobj_put(o, "type", jlit("image"));
-            jobj_put(o, "url", jstrz(c->url));
-            free(alt.p);
+        case I_IMAGE:
+            PUT(out, "{\"alt\":\"");
+            put_plain_text(out, c);
+            buf_putc(out, '"');
+            put_title_and_url(out, c, "image");
             break;
-        }
         default: break;
         }
-        jarr_push(arr, o);
+        c = c->next;
     }
-    flush_text(arr, &t);
-    free(t.p);
-    return arr;
+    buf_putc(out, ']');
 }
 
-jval *md_parse_inlines(const char *text, size_t n, const refmap *refs) {
+bool md_write_inlines(buf_t *out, const char *text, size_t n, const refmap *refs) {
     /* Final spaces are stripped before inline parsing. */
     while (n > 0 && is_ws_char(text[n - 1])) n--;
     subject sj;
@@ -1122,10 +1165,7 @@ jval *md_parse_inlines(const char *text, size_t n, const refmap *refs) {
     sj.refs = refs;
     for (int k = 0; k < 3; k++) sj.title_fail[k] = SIZE_MAX;
     parse_inlines(&sj);
-    free(sj.runs);
-    free(sj.opens);
-    free(sj.next_stop);
-    conv cv = {false};
-    jval *arr = children_json(&cv, &sj.root, 0);
-    return cv.too_deep ? NULL : arr;
+    if (too_deep(&sj.root, 0)) return false;
+    put_children(out, &sj.root);
+    return true;
 }

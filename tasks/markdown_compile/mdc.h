@@ -20,10 +20,11 @@
 jval *yaml_parse(const char *text, size_t n, int first_line, bool *ok);
 
 /*
- * Parses a markdown body into an mdast root node. `first_line` is the file
- * line number of the body's first line. Records `max_depth` errors (field
- * "body") and returns NULL when nesting exceeds the caps.
+ * Compiles a markdown body to its mdast root node, written to out as
+ * canonical JSON. `first_line` is the file line number of the body's first
+ * line. Records `max_depth` errors (field "body") and returns false when
+ * nesting exceeds the caps (out then holds a partial document).
  */
-jval *md_parse(const char *text, size_t n, int first_line);
+bool md_compile(buf_t *out, const char *text, size_t n, int first_line);
 
 #endif

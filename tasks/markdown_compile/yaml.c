@@ -180,6 +180,10 @@ static int cline(const ycur *c) {
 /* Skips spaces, line breaks and comments inside flow collections. */
 static void cskip(ycur *c) {
     for (;;) {
+        if (c->li < c->p->nl) {
+            const yline *l = &c->p->L[c->li];
+            while (c->ci < l->len && (l->s[c->ci] == ' ' || l->s[c->ci] == '\t')) c->ci++;
+        }
         char ch = cpeek(c);
         if (ch == ' ' || ch == '\t' || ch == '\n') {
             cnext(c);
@@ -201,6 +205,16 @@ static bool read_quoted(ycur *c, buf_t *out) {
     buf_reserve(out, 0);
     cnext(c);
     for (;;) {
+        /* A run of ordinary characters on the current line, at once. */
+        if (c->li < p->nl) {
+            const yline *l = &p->L[c->li];
+            int k = c->ci;
+            while (k < l->len && l->s[k] != q && l->s[k] != '\\') k++;
+            if (k > c->ci) {
+                buf_put(out, l->s + c->ci, (size_t)(k - c->ci));
+                c->ci = k;
+            }
+        }
         char ch = cpeek(c);
         if (ch == '\0') {
             ysyntax(p, start_line, "unterminated quoted scalar");
@@ -390,32 +404,87 @@ static int keyline_cmp(const void *a, const void *b) {
     return (x->line > y->line) - (x->line < y->line);
 }
 
-/* Reports every duplicate key of a finished mapping (lines[k] = line of member k). */
+static uint32_t key_hash(const char *s, size_t n) {
+    uint32_t h = 2166136261u;
+    for (size_t k = 0; k < n; k++) h = (h ^ (unsigned char)s[k]) * 16777619u;
+    return h;
+}
+
+/*
+ * Reports every duplicate key of a finished mapping (lines[k] = line of
+ * member k), ordered by key bytes and then line: each member whose key an
+ * earlier member already has (members are in document order, so the first
+ * has the lowest line). A hash table finds them in linear time.
+ */
 static void check_dups(yparser *p, const jval *obj, const int *lines) {
-    if (obj->n < 2) return;
-    keyline *kl = xrealloc(NULL, obj->n * sizeof(keyline));
-    for (size_t k = 0; k < obj->n; k++) kl[k] = (keyline){obj->u.o[k].key, obj->u.o[k].klen, lines[k]};
-    qsort(kl, obj->n, sizeof(keyline), keyline_cmp);
-    size_t first = 0;
-    for (size_t a = 1; a < obj->n; a++) {
-        if (kl[first].klen == kl[a].klen && memcmp(kl[first].key, kl[a].key, kl[a].klen) == 0) {
-            yrecord(p, kl[a].line, "syntax",
-                    sfmt("line %d: duplicate key \"%S\" (first on line %d)", kl[a].line, kl[a].key, kl[a].klen,
-                         kl[first].line));
-            p->dup = true;
-        } else {
-            first = a;
+    size_t n = obj->n;
+    if (n < 2) return;
+    size_t cap = 16;
+    while (cap < 2 * n) cap *= 2;
+    uint32_t *slot = xmalloc(cap * sizeof *slot);
+    memset(slot, 0xFF, cap * sizeof *slot);
+    keyline *dups = NULL;
+    size_t ndups = 0;
+    const jmember *m = obj->u.o;
+    for (size_t k = 0; k < n; k++) {
+        size_t h = key_hash(m[k].key, m[k].klen) & (cap - 1);
+        while (slot[h] != UINT32_MAX &&
+               (m[slot[h]].klen != m[k].klen || memcmp(m[slot[h]].key, m[k].key, m[k].klen) != 0)) {
+            h = (h + 1) & (cap - 1);
         }
+        if (slot[h] == UINT32_MAX) {
+            slot[h] = (uint32_t)k;
+            continue;
+        }
+        /* A duplicate: keep it with the line of the key's first member. */
+        if (ndups == 0 || (ndups >= 8 && (ndups & (ndups - 1)) == 0)) {
+            dups = xrealloc(dups, (ndups ? 2 * ndups : 8) * 2 * sizeof *dups);
+        }
+        dups[2 * ndups] = (keyline){m[k].key, m[k].klen, lines[k]};
+        dups[2 * ndups + 1] = (keyline){m[k].key, m[k].klen, lines[slot[h]]};
+        ndups++;
     }
-    free(kl);
+    free(slot);
+    /* Pairs (duplicate, first) sorted by the duplicate's key and line. */
+    qsort(dups, ndups, 2 * sizeof *dups, keyline_cmp);
+    for (size_t a = 0; a < ndups; a++) {
+        const keyline *d = &dups[2 * a];
+        int first = dups[2 * a + 1].line;
+        yrecord(p, d->line, "syntax",
+                sfmt("line %d: duplicate key \"%S\" (first on line %d)", d->line, d->key, d->klen, first));
+        p->dup = true;
+    }
+    free(dups);
+}
+
+/* Appends line to lines[0, n), growing the array by doubling. */
+static int *push_line(int *lines, size_t n, int line) {
+    if (n == 0 || (n >= 8 && (n & (n - 1)) == 0)) lines = xrealloc(lines, (n ? 2 * n : 8) * sizeof(int));
+    lines[n] = line;
+    return lines;
 }
 
 static jval *flow_node(yparser *p, ycur *c);
+
+/* Characters that may end a plain scalar or key inside a flow collection. */
+static const bool FLOW_STOP[256] = {
+    [','] = true, ['['] = true, [']'] = true, ['{'] = true, ['}'] = true, [':'] = true, ['#'] = true,
+};
 
 static jval *flow_plain(yparser *p, ycur *c) {
     buf_t b = {0};
     int line = cline(c);
     for (;;) {
+        /* A run of characters that cannot end the scalar, at once. */
+        if (c->li < p->nl) {
+            const yline *l = &p->L[c->li];
+            int k = c->ci;
+            while (k < l->len && !FLOW_STOP[(unsigned char)l->s[k]]) k++;
+            if (k > c->ci) {
+                buf_put(&b, l->s + c->ci, (size_t)(k - c->ci));
+                c->ci = k;
+            }
+        }
         char ch = cpeek(c);
         if (ch == '\0' || ch == ',' || ch == '[' || ch == ']' || ch == '{' || ch == '}') break;
         if (ch == ':') {
@@ -504,6 +573,15 @@ static jval *flow_collection(yparser *p, ycur *c) {
                 /* Plain keys are taken verbatim, without type resolution. */
                 ok = jnull();
                 for (;;) {
+                    if (c->li < p->nl) {
+                        const yline *l = &p->L[c->li];
+                        int k = c->ci;
+                        while (k < l->len && !FLOW_STOP[(unsigned char)l->s[k]]) k++;
+                        if (k > c->ci) {
+                            buf_put(&key, l->s + c->ci, (size_t)(k - c->ci));
+                            c->ci = k;
+                        }
+                    }
                     char k2 = cpeek(c);
                     if (k2 == '\0' || k2 == '\n' || k2 == ',' || k2 == '}' || k2 == '[' || k2 == ']' ||
                         k2 == '{')
@@ -544,8 +622,7 @@ static jval *flow_collection(yparser *p, ycur *c) {
                 free(lines);
                 return NULL;
             }
-            lines = xrealloc(lines, (coll->n + 1) * sizeof(int));
-            lines[coll->n] = kline;
+            lines = push_line(lines, coll->n, kline);
             jobj_putn(coll, arena_strndup(key.p ? key.p : "", key.len), key.len, v);
             free(key.p);
         }
@@ -888,8 +965,7 @@ static jval *parse_map(yparser *p, int ind) {
             v = inline_value(p, vc, ind);
             if (v == NULL) break;
         }
-        kl = xrealloc(kl, (obj->n + 1) * sizeof(int));
-        kl[obj->n] = kline;
+        kl = push_line(kl, obj->n, kline);
         jobj_putn(obj, k, klen, v);
     }
     free(key.p);
@@ -962,16 +1038,15 @@ jval *yaml_parse(const char *text, size_t n, int first_line, bool *ok) {
     p.L = xrealloc(NULL, cap * sizeof(yline));
     size_t start = 0;
     int no = first_line;
-    for (size_t k = 0; k <= n; k++) {
-        if (k == n || text[k] == '\n') {
-            if (k == n && k == start) break;
-            if ((size_t)p.nl == cap) {
-                cap *= 2;
-                p.L = xrealloc(p.L, cap * sizeof(yline));
-            }
-            p.L[p.nl++] = (yline){text + start, (int)(k - start), no++, 0};
-            start = k + 1;
+    /* Every '\n' ends a line; text after the last one is a line too. */
+    while (start < n) {
+        size_t k = find_byte(text, start, n, '\n');
+        if ((size_t)p.nl == cap) {
+            cap *= 2;
+            p.L = xrealloc(p.L, cap * sizeof(yline));
         }
+        p.L[p.nl++] = (yline){text + start, (int)(k - start), no++, 0};
+        start = k + 1;
     }
     /* Directives and document markers are outside the subset. */
     for (int li = 0; li < p.nl; li++) {
