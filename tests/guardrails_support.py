@@ -110,7 +110,15 @@ def worker_config(
         EXTENSION_RUN: "reference:extension-sample",
         **(modules or {}),
     }
-    limits = {"fuel": 1_000_000_000, "timeout_ms": TASK_TIMEOUT_MS}
+    # Flat limits (no growth with the input): within BASE_POLICY, timed by the tests.
+    limits = {
+        "fuel": 1_000_000_000,
+        "timeout_ms": TASK_TIMEOUT_MS,
+        "per_input_mib": {"fuel": 0, "timeout_ms": 0, "memory_bytes": 0},
+        "max_fuel": None,
+        "max_timeout_ms": None,
+        "max_memory_bytes": None,
+    }
     role_data: dict[str, Any] = {
         "planner": role_settings(),
         "markdown-compiler": role_settings(

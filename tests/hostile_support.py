@@ -224,7 +224,8 @@ OUTPUT_MODULES: dict[str, bytes] = {
         repeat(b"x", 200_000, fd=2), write(b"\nlast words\n", fd=2), trap=True
     ),
     "output-2mib": writer_module(write(b'{"blob":"'), repeat(b"a", 2 * MIB), write(b'"}')),
-    "output-over-4mib": writer_module(write(b'{"blob":"'), repeat(b"a", 4 * MIB), write(b'"}')),
+    # Over the default output cap (40 MiB: DEFAULT_OUTPUT_BYTES).
+    "output-over-cap": writer_module(write(b'{"blob":"'), repeat(b"a", 41 * MIB), write(b'"}')),
 }
 """Hostile modules by name, each an extension of ``extension.run`` the policy allows."""
 

@@ -104,7 +104,16 @@ def runtime_config(
         top: Top-level overrides (e.g. ``drain_grace_s``).
     """
     modules = dict(modules or default_modules(tmp_path))
-    kind_limits = {"fuel": 10**10, "timeout_ms": TASK_TIMEOUT_MS, **(limits or {})}
+    kind_limits = {
+        "fuel": 10**10,
+        "timeout_ms": TASK_TIMEOUT_MS,
+        # Flat limits, whatever the built-in defaults grow by (tests time their runs).
+        "per_input_mib": {"fuel": 0, "timeout_ms": 0, "memory_bytes": 0},
+        "max_fuel": None,
+        "max_timeout_ms": None,
+        "max_memory_bytes": None,
+        **(limits or {}),
+    }
     role_defaults: dict[str, Any] = {
         "ack_wait_s": ACK_WAIT_S,
         "backoff_s": list(BACKOFF_S),

@@ -107,7 +107,10 @@ def test_the_config_means_what_the_values_say(tmp_path: Path) -> None:
     owner, compile_kind = planner.kind(MARKDOWN_COMPILE)
     assert owner == "markdown-compiler"
     assert compile_kind.module == "reference:markdown-compile"
-    assert compile_kind.limits.timeout_ms == 10000
+    # Grown with each input: 2 s for an empty one, at most 10 s for the largest.
+    assert compile_kind.limits.timeout_ms == 2000
+    assert compile_kind.limits.ceilings().timeout_ms == 10000
+    assert compile_kind.limits.task_limits(4 * 1024 * 1024).timeout_ms == 6000
     assert planner.role("planner").follow_ups == ()
     compiler = _config("defaults", "markdown-compiler", tmp_path)
     assert compiler.role("markdown-compiler").follow_ups == (CATALOG_ENRICH, EXTENSION_RUN)

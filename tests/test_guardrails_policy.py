@@ -206,7 +206,8 @@ def test_the_default_policy_allows_exactly_what_the_config_runs(tmp_path: Path) 
     assert compiler.paths.allows("anything/at/all.txt")
     assert not compiler.strict_output
     limits = config.roles["markdown-compiler"].kinds["markdown.compile"].limits
-    assert compiler.ceilings.fuel == limits.fuel
+    # The most a compile task may get: its largest input's limits.
+    assert compiler.ceilings.fuel == limits.ceilings().fuel
     policy.check_config(config, config.roles)  # no disagreement with its own configuration
 
 
@@ -312,4 +313,4 @@ def test_policy_round_trips_through_yaml(tmp_path: Path) -> None:
     # What `policy check --json` prints is stable data (no Python objects leak into it).
     policy = parse_policy(BASE_POLICY.encode(), source="inline")
     assert policy.source == "inline"
-    assert msgspec.json.decode(msgspec.json.encode(policy.max_output_bytes)) == 4 * 1024 * 1024
+    assert msgspec.json.decode(msgspec.json.encode(policy.max_output_bytes)) == 40 * 1024 * 1024

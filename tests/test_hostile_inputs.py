@@ -483,7 +483,7 @@ CASES: list[Case] = [
     Case("size-task-input-ref-over-8mib", _input_ref_over_8mib, "input-too-large"),
     Case("size-blob-ref-over-8mib", _blob_ref_over_8mib, "content-too-large"),
     Case("size-output-2mib-over-max-payload", output("output-2mib"), OK),
-    Case("size-output-over-4mib-cap", output("output-over-4mib"), "output-too-large"),
+    Case("size-output-over-the-cap", output("output-over-cap"), "output-too-large"),
     Case("size-stdout-flood", output("stdout-flood"), "output-too-large"),
     # -- paths -------------------------------------------------------------------------------
     Case("path-traversal-leading", event(files=one_file("../secrets/keys.md")), "envelope-invalid"),

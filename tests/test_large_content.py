@@ -14,14 +14,17 @@ from pathlib import Path
 import msgspec
 import pytest
 import wasmtime
+from bench.fuel import SHAPES, product_stdin
 from nats.aio.client import Client
 
 from gitstore_agents.config import (
     CATALOG_ENRICH,
     EXTENSION_RUN,
     MARKDOWN_COMPILE,
+    MARKDOWN_COMPILER,
     ROLES,
     Topology,
+    load_config,
 )
 from gitstore_agents.consumers import (
     JetStreamPublisher,
@@ -159,8 +162,8 @@ async def test_a_product_over_the_servers_max_payload_travels_by_ref_end_to_end(
 async def test_an_output_over_the_policy_cap_is_refused_at_once_with_its_size(
     nats_url: str, nc: Client, topology: Topology, tmp_path: Path
 ) -> None:
-    # Over the 4 MiB output cap: no retry can help, so no retry happens.
-    flood = write_module(tmp_path, "flood", _json_of_size(5 * 1024 * 1024))
+    # Over the 40 MiB output cap: no retry can help, so no retry happens.
+    flood = write_module(tmp_path, "flood", _json_of_size(41 * 1024 * 1024))
     modules = {**default_modules(tmp_path), MARKDOWN_COMPILE: flood}
     config = runtime_config(nats_url, topology, tmp_path, modules=modules, follow_ups=())
     js = nc.jetstream()
@@ -173,7 +176,7 @@ async def test_an_output_over_the_policy_cap_is_refused_at_once_with_its_size(
     assert failure.code == "output-too-large"
     assert failure.attempt == 1, "permanent: refused on the first delivery"
     assert failure.retryable is False
-    assert "4194304" in failure.message, "the message names the cap"
+    assert "41943040" in failure.message, "the message names the cap"
     assert await _results(nc, topology) == []
 
 
@@ -195,3 +198,40 @@ async def test_a_message_over_max_payload_with_its_headers_is_refused_before_sen
     small = Outbound(subject=subject, payload=b"{}", headers={"Nats-Msg-Id": "b"})
     (stored,) = await publisher.publish([small])
     assert stored.seq == 1
+
+
+async def test_a_realistic_900kb_product_compiles_with_the_built_in_limits(
+    nats_url: str, nc: Client, topology: Topology, tmp_path: Path
+) -> None:
+    # The reference compiler and the compile kind's built-in limits, grown
+    # with the input (a flat 200 M fuel ran out on such a file).
+    stdin = product_stdin(SHAPES[0], 900_000)
+    document = json.loads(stdin)
+    built_in = load_config(env={}).kind(MARKDOWN_COMPILE)[1].limits
+    config = runtime_config(
+        nats_url,
+        topology,
+        tmp_path,
+        modules={**default_modules(tmp_path), MARKDOWN_COMPILE: "reference:markdown-compile"},
+        follow_ups=(),
+        drain_grace_s=15.0,
+    )
+    roles = dict(config.roles)
+    compiler = roles[MARKDOWN_COMPILER]
+    kind = msgspec.structs.replace(compiler.kinds[MARKDOWN_COMPILE], limits=built_in)
+    roles[MARKDOWN_COMPILER] = msgspec.structs.replace(compiler, kinds={MARKDOWN_COMPILE: kind})
+    config = msgspec.structs.replace(config, roles=roles)
+    js = nc.jetstream()
+    async with running(config, list(ROLES)):
+        data = document["content"].encode()
+        blob = Blob(path=document["path"], blob_oid=git_blob_oid(data), content=document["content"])
+        event = msgspec.structs.replace(make_event(3), blobs=[blob], changed_paths=[blob.path])
+        await publish_event(js, topology, event)
+        (result,) = await eventually(
+            lambda: _results(nc, topology), lambda found: len(found) == 1, timeout_s=60
+        )
+        await wait_settled(js, config, list(ROLES))
+    (task,) = await _tasks(nc, topology)
+    assert task.limits.fuel > built_in.fuel, "the task got fuel for its size"
+    assert result.usage.fuel < task.limits.fuel
+    assert await diagnostics(js, topology) == []

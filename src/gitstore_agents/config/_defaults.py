@@ -18,6 +18,8 @@ from ._names import (
     PLANNER,
 )
 
+MIB = 1024 * 1024
+
 
 def builtin_defaults() -> dict[str, Any]:
     """A fresh copy of the built-in configuration (as plain data, before decoding)."""
@@ -26,7 +28,28 @@ def builtin_defaults() -> dict[str, Any]:
             # The planner does no sandbox work: more in flight, shorter ack wait.
             PLANNER: {"concurrency": 16, "batch": 64, "ack_wait_s": 30.0},
             MARKDOWN_COMPILER: {
-                "kinds": {MARKDOWN_COMPILE: {"module": "reference:markdown-compile"}},
+                "kinds": {
+                    MARKDOWN_COMPILE: {
+                        "module": "reference:markdown-compile",
+                        # Measured (python -m bench.fuel): at most ~222 fuel and
+                        # ~14.5 MiB of memory per input byte-MiB for realistic files;
+                        # twice that per MiB, so a 4 MiB product (the compiler's
+                        # stdin limit) fits, while a small one keeps a small budget.
+                        "limits": {
+                            "fuel": 20_000_000,
+                            "timeout_ms": 2_000,
+                            "memory_bytes": 64 * MIB,
+                            "per_input_mib": {
+                                "fuel": 470_000_000,
+                                "timeout_ms": 1_000,
+                                "memory_bytes": 16 * MIB,
+                            },
+                            "max_fuel": 2_000_000_000,
+                            "max_timeout_ms": 10_000,
+                            "max_memory_bytes": 128 * MIB,
+                        },
+                    }
+                },
                 "follow_ups": [CATALOG_ENRICH, EXTENSION_RUN],
             },
             ENRICHER: {"kinds": {CATALOG_ENRICH: {"module": "reference:catalog-enrich"}}},

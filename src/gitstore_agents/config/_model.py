@@ -106,9 +106,12 @@ class LimitsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
         timeout_ms: Wall-clock deadline of one run, for an empty input.
         memory_bytes: Cap on the module's linear memory, for an empty input.
         per_input_mib: What each MiB of input adds.
-        max_fuel: The most fuel a task of this kind gets (default: ``fuel``).
-        max_timeout_ms: The longest deadline (default: ``timeout_ms``).
-        max_memory_bytes: The most memory (default: ``memory_bytes``).
+        max_fuel: The most fuel a task of this kind gets (default: ``fuel``);
+            never more than the policy's ceiling, whatever is configured.
+        max_timeout_ms: The longest deadline (default: ``timeout_ms``), within
+            the policy's ceiling.
+        max_memory_bytes: The most memory (default: ``memory_bytes``), within
+            the policy's ceiling.
     """
 
     fuel: PositiveInt = Limits().fuel
@@ -125,6 +128,20 @@ class LimitsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
             fuel=max(self.fuel, self.max_fuel or 0),
             timeout_ms=max(self.timeout_ms, self.max_timeout_ms or 0),
             memory_bytes=max(self.memory_bytes, self.max_memory_bytes or 0),
+        )
+
+    def capped(self, ceilings: Limits) -> LimitsConfig:
+        """These limits with ``max_*`` no higher than ``ceilings`` (a policy's).
+
+        The base values must fit the policy (``Policy.check_config`` refuses
+        them otherwise); how far they may grow is bounded by it.
+        """
+        most = self.ceilings()
+        return msgspec.structs.replace(
+            self,
+            max_fuel=max(self.fuel, min(most.fuel, ceilings.fuel)),
+            max_timeout_ms=max(self.timeout_ms, min(most.timeout_ms, ceilings.timeout_ms)),
+            max_memory_bytes=max(self.memory_bytes, min(most.memory_bytes, ceilings.memory_bytes)),
         )
 
     def task_limits(self, input_bytes: int = 0) -> Limits:
@@ -197,7 +214,9 @@ class RoleConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
 
     def max_deadline_s(self) -> float:
         """The longest wall-clock deadline of this role's task kinds (0 for none)."""
-        return max((k.limits.timeout_ms / 1000 for k in self.kinds.values()), default=0.0)
+        return max(
+            (k.limits.ceilings().timeout_ms / 1000 for k in self.kinds.values()), default=0.0
+        )
 
     def redelivery_backoff_s(self) -> list[float]:
         """The consumer's ``backoff``: the ack wait, then each retry delay on top.

@@ -62,6 +62,10 @@ class BasicOutputCheck:
     def __init__(self, max_output_bytes: int = 4 * 1024 * 1024) -> None:
         self._max = max_output_bytes
 
+    def output_limit(self, task: TaskRequest) -> int | None:
+        """The one cap, whatever the task."""
+        return self._max
+
     def check(self, task: TaskRequest, output: Any, raw: bytes) -> Refusal | None:
         """Check the output's shape and size."""
         if not isinstance(output, dict):

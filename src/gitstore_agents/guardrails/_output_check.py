@@ -39,6 +39,11 @@ class PolicyOutputCheck:
     def __init__(self, policy: Policy) -> None:
         self._policy = policy
 
+    def output_limit(self, task: TaskRequest) -> int | None:
+        """The output cap of the role running ``task``'s kind (None: no role may run it)."""
+        rules = self._policy.role_of_kind(task.kind)
+        return None if rules is None else self._policy.output_bytes(rules)
+
     def check(self, task: TaskRequest, output: Any, raw: bytes) -> Refusal | None:
         """None to accept ``output`` of ``task``; otherwise the first rule it breaks."""
         rules = self._policy.role_of_kind(task.kind)

@@ -54,6 +54,14 @@ class OutputCheck(Protocol):
         """
         ...
 
+    def output_limit(self, task: TaskRequest) -> int | None:
+        """The largest output ``task`` may propose (None: no cap of the check's own).
+
+        The sandbox stops a run that writes more (``output-too-large``), so a
+        flood costs no more than the cap.
+        """
+        ...
+
 
 class KindAllowance(msgspec.Struct, frozen=True, kw_only=True):
     """What a role's configuration allows for one task kind.

@@ -94,6 +94,10 @@ class Runner(Protocol):
         ...
 
 
+DEFAULT_STDOUT_BYTES = SandboxLimits().max_stdout_bytes
+"""A run's stdout cap when no output check says otherwise (``sandbox run`` without a policy)."""
+
+
 async def run_task(
     task: TaskRequest,
     stdin: bytes,
@@ -106,7 +110,13 @@ async def run_task(
     Clock and randomness come from the task (its logical time and seed), so a
     replay sees the same values and produces the same bytes.
     """
-    limits = sandbox_limits(task.limits.fuel, task.limits.timeout_ms, task.limits.memory_bytes)
+    cap = check.output_limit(task) if check is not None else None
+    limits = sandbox_limits(
+        task.limits.fuel,
+        task.limits.timeout_ms,
+        task.limits.memory_bytes,
+        cap or DEFAULT_STDOUT_BYTES,
+    )
     result = await run(
         module, stdin, limits, logical_time_ns=logical_time_ns(task.logical_time), seed=task.seed
     )
@@ -114,9 +124,20 @@ async def run_task(
 
 
 @functools.lru_cache(maxsize=64)
-def sandbox_limits(fuel: int, timeout_ms: int, memory_bytes: int) -> SandboxLimits:
-    """The sandbox limits of a task's limits (a role's tasks share a handful: built once)."""
-    return SandboxLimits(fuel=fuel, timeout_ms=timeout_ms, memory_bytes=memory_bytes)
+def sandbox_limits(
+    fuel: int, timeout_ms: int, memory_bytes: int, max_stdout_bytes: int = DEFAULT_STDOUT_BYTES
+) -> SandboxLimits:
+    """The sandbox limits of a task's limits (a role's tasks share a handful: built once).
+
+    ``max_stdout_bytes`` is the role's output cap: a module writing more is
+    stopped there rather than after the check has read it all.
+    """
+    return SandboxLimits(
+        fuel=fuel,
+        timeout_ms=timeout_ms,
+        memory_bytes=memory_bytes,
+        max_stdout_bytes=max_stdout_bytes,
+    )
 
 
 def judge(  # noqa: PLR0911 - one early return per way a run can end reads best

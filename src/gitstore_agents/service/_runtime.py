@@ -36,6 +36,7 @@ from ..config import (
     PLANNER,
     ROLES,
     Config,
+    LimitsConfig,
     validate_config,
 )
 from ..consumers import (
@@ -53,7 +54,7 @@ from ..consumers import (
     role_consumer,
     verify,
 )
-from ..envelopes import ContentStore
+from ..envelopes import ContentStore, Limits
 from ..errors import ConfigError
 from ..guardrails import (
     Admission,
@@ -487,7 +488,7 @@ class Runtime:
                 {MARKDOWN_COMPILE: await self.modules.digest(compile_kind.module)},
                 reporter.publisher,
                 reporter,
-                limits={MARKDOWN_COMPILE: compile_kind.limits},
+                limits={MARKDOWN_COMPILE: self._limits(MARKDOWN_COMPILE, compile_kind.limits)},
                 content=self.content,
             )
         kinds = tuple(sorted(settings.kinds))
@@ -503,7 +504,8 @@ class Runtime:
                 await self.modules.load(ref)
                 digests.add(await self.modules.digest(ref))
             allowed[kind] = KindAllowance(
-                modules=frozenset(digests), ceilings=kind_config.limits.ceilings()
+                modules=frozenset(digests),
+                ceilings=self._limits(kind, kind_config.limits).ceilings(),
             )
         follow_ups = tuple([await self._follow_up(kind) for kind in settings.follow_ups])
         executor = ThreadPoolExecutor(settings.concurrency, thread_name_prefix=f"sandbox-{role}")
@@ -528,6 +530,16 @@ class Runtime:
             content=self.content,
         )
 
+    def _limits(self, kind: str, limits: LimitsConfig) -> LimitsConfig:
+        """``limits`` with their growth capped by the policy's ceilings for ``kind``."""
+        rules = self.policy.role_of_kind(kind)
+        if rules is None:
+            return limits
+        c = rules.ceilings
+        return limits.capped(
+            Limits(fuel=c.fuel, timeout_ms=c.timeout_ms, memory_bytes=c.memory_bytes)
+        )
+
     async def _follow_up(self, kind: str) -> FollowUpSpec:
         assert self.modules is not None
         _, kind_config = self.config.kind(kind)
@@ -540,7 +552,7 @@ class Runtime:
         return FollowUpSpec(
             kind=kind,
             module_digest=digest,
-            limits=kind_config.limits,
+            limits=self._limits(kind, kind_config.limits),
             extensions=tuple(extensions),
         )
 
