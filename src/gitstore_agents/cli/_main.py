@@ -19,6 +19,7 @@ from ..errors import GitStoreAgentsError
 from . import (
     _dev,
     _dlq,
+    _history,
     _modules,
     _policy,
     _provision,
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     _provision.register(commands)
     _dlq.register(commands)
     _replay.register(commands)
+    _history.register(commands)
     _modules.register(commands)
     _sandbox.register(commands)
     _schema.register(commands)
