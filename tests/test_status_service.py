@@ -10,8 +10,15 @@ import pytest
 from nats.aio.client import Client
 
 from gitstore_agents.cli import main
-from gitstore_agents.config import MARKDOWN_COMPILE, MARKDOWN_COMPILER, PLANNER, Topology
-from gitstore_agents.envelopes import headers
+from gitstore_agents.config import (
+    EXTENSION_RUN,
+    EXTENSION_RUNNER,
+    MARKDOWN_COMPILE,
+    MARKDOWN_COMPILER,
+    PLANNER,
+    Topology,
+)
+from gitstore_agents.envelopes import ExtensionRef, headers
 from gitstore_agents.ops import StatusUnavailableError, ask_status
 from gitstore_agents.service import STATUS_QUEUE_GROUP, STATUS_SERVICE, status_subject
 
@@ -141,3 +148,55 @@ def test_status_ping_fails_without_a_worker(
         )
         assert code == 1
     assert "no status service" in capsys.readouterr().out
+
+
+async def test_extension_results_name_their_extension_and_module(
+    nats_url: str, nc: Client, topology: Topology, tmp_path: Path
+) -> None:
+    config = runtime_config(
+        nats_url,
+        topology,
+        tmp_path,
+        follow_ups=[EXTENSION_RUN],
+        extensions=[{"name": "seo-lint", "version": "2.1.0"}],
+    )
+    config_file = write_config(tmp_path / "gitstore.yaml", config)
+    js = nc.jetstream()
+    event = make_event(7)
+    roles = [PLANNER, MARKDOWN_COMPILER, EXTENSION_RUNNER]
+    async with running(config, roles):
+        await publish_event(js, topology, event)
+        found = await eventually(
+            lambda: validation_requests(js, topology), lambda found: len(found) == 2
+        )
+        await wait_settled(js, config, roles)
+        (extension,) = [r for r in found if r.kind == EXTENSION_RUN]
+        key_code, key_out = await cli(
+            "status", "key", extension.idempotency_key, "--config", str(config_file)
+        )
+        trace_code, trace_out = await cli("trace", event.event_id, "--config", str(config_file))
+        json_code, json_out = await cli(
+            "trace", event.event_id, "--json", "--config", str(config_file)
+        )
+
+    (compiled,) = [r for r in found if r.kind == MARKDOWN_COMPILE]
+    assert compiled.extension is msgspec.UNSET, "only extension.run results name an extension"
+    assert isinstance(extension.extension, ExtensionRef)
+    assert (extension.extension.name, extension.extension.version) == ("seo-lint", "2.1.0")
+    assert b'"extension"' not in msgspec.json.encode(compiled)
+
+    assert key_code == 0, key_out
+    task = json.loads(key_out)["task"]
+    assert (task["extension"], task["module_digest"]) == (
+        "seo-lint@2.1.0",
+        extension.module_digest,
+    )
+    assert trace_code == 0, trace_out
+    assert "extension.run  seo-lint@2.1.0" in trace_out
+    assert f"module {extension.module_digest}" in trace_out
+    assert json_code == 0, json_out
+    (follow_up,) = json.loads(json_out)["tasks"][0]["follow_ups"]
+    assert (follow_up["extension"], follow_up["module_digest"]) == (
+        "seo-lint@2.1.0",
+        extension.module_digest,
+    )

@@ -71,6 +71,11 @@ class ExtensionRef(msgspec.Struct, frozen=True, kw_only=True):
     name: Name
     version: Name
 
+    @property
+    def label(self) -> str:
+        """``name@version``, how trails, status answers and logs name it."""
+        return f"{self.name}@{self.version}"
+
 
 class ExtensionRunInput(msgspec.Struct, frozen=True, kw_only=True):
     """stdin document of an ``extension.run`` task.
@@ -194,6 +199,8 @@ class ValidationRequest(msgspec.Struct, frozen=True, kw_only=True):
         commit_sha: Commit the input was read from.
         path: The catalog file the output is about.
         module_digest: Module that produced the output.
+        extension: For ``extension.run``: which extension the module ran as
+            (name and version, read from the task's input).
         input_digest: Input the module read.
         output: The output document, canonical JSON (absent when by ref).
         output_ref: ``sha256:<hex>`` of the output stored in the content
@@ -211,6 +218,7 @@ class ValidationRequest(msgspec.Struct, frozen=True, kw_only=True):
     commit_sha: ObjectId
     path: RepoPath
     module_digest: Digest
+    extension: ExtensionRef | msgspec.UnsetType = msgspec.UNSET
     input_digest: Digest
     # UNSET, not None: absent from the JSON when not used, so an inline
     # result's bytes are what they were before ``output_ref`` existed.

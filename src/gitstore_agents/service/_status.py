@@ -33,7 +33,7 @@ from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
 
 from ..config import Topology
 from ..consumers import ResultStore
-from ..envelopes import headers, slot_token
+from ..envelopes import ExtensionRef, headers, slot_token
 from ..envelopes._types import UUID_PATTERN
 from ..errors import GitStoreAgentsError
 from ..telemetry import (
@@ -84,6 +84,9 @@ class TaskStatus(msgspec.Struct, frozen=True, kw_only=True):
             ``refused`` (its diagnostic is), else what the audit trail says
             (``planned``, ``running``, ``retrying``, ``dead-lettered``, ...).
         attempts: Deliveries recorded so far.
+        module_digest: Module that produced the result (``succeeded``).
+        extension: ``name@version`` of the extension an ``extension.run``
+            result came from (``succeeded``).
         output_digest: Digest of the published output (``succeeded``).
         result_seq: Stream sequence of its validation request (``succeeded``).
         last_error: ``code: message`` of the last failed attempt.
@@ -100,6 +103,8 @@ class TaskStatus(msgspec.Struct, frozen=True, kw_only=True):
     parent_key: str | None = None
     state: str
     attempts: int = 0
+    module_digest: str | None = None
+    extension: str | None = None
     output_digest: str | None = None
     result_seq: int | None = None
     last_error: str | None = None
@@ -167,6 +172,8 @@ class _StoredValidation(msgspec.Struct):
     """Just what a status needs of a stored validation request (not its output)."""
 
     output_digest: str | None = None
+    module_digest: str | None = None
+    extension: ExtensionRef | None = None
 
 
 class _StoredFailure(msgspec.Struct):
@@ -307,11 +314,17 @@ class StatusReader:
         )
         if done is not None:
             with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
-                digest = _VALIDATION.decode(done.data).output_digest
+                result = _VALIDATION.decode(done.data)
                 return msgspec.structs.replace(
                     status,
                     state="succeeded",
-                    output_digest=digest,
+                    module_digest=result.module_digest,
+                    extension=(
+                        result.extension.label
+                        if isinstance(result.extension, ExtensionRef)
+                        else None
+                    ),
+                    output_digest=result.output_digest,
                     result_seq=done.seq,
                     trace_id=_producer_trace(done.headers) or status.trace_id,
                 )

@@ -40,9 +40,11 @@ def render_story(story: EventStory) -> str:
 
 
 def _task(task: TaskStory) -> _Node:
-    what = "  ".join(v for v in (task.kind, task.path) if v)
+    what = "  ".join(v for v in (task.kind, task.extension, task.path) if v)
     node = _Node(f"task {task.task_id or task.idempotency_key}  {what}  -> {task.outcome}")
     node.notes.append(f"key {task.idempotency_key}")
+    if task.module_digest:
+        node.notes.append(f"module {task.module_digest}")
     node.children = [_attempt(a) for a in task.attempts] + [_task(t) for t in task.follow_ups]
     return node
 

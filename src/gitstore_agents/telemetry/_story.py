@@ -92,6 +92,9 @@ class TaskStory(msgspec.Struct, kw_only=True):
         kind: Task kind.
         path: Catalog file the task is about (when the planner listed it).
         parent_key: Key of the task whose output it consumes (follow-ups).
+        module_digest: Module that produced its result, as its worker recorded.
+        extension: ``name@version`` of the extension an ``extension.run``
+            task ran as, as its worker recorded.
         outcome: ``planned`` (nothing happened yet), ``running``, ``succeeded``,
             ``failed``, ``refused``, ``retrying``, ``dead-lettered``,
             ``requeued``, or for a skipped duplicate the state it found.
@@ -109,6 +112,8 @@ class TaskStory(msgspec.Struct, kw_only=True):
     kind: str | None = None
     path: str | None = None
     parent_key: str | None = None
+    module_digest: str | None = None
+    extension: str | None = None
     outcome: str = _PLANNED
     trace_id: str | None = None
     last_error: str | None = None
@@ -220,6 +225,8 @@ def build_story(event_id: str, entries: Sequence[TrailEntry]) -> EventStory:
         task = task_for(record.idempotency_key)
         task.task_id = task.task_id or record.task_id
         task.kind = task.kind or record.kind
+        task.module_digest = record.refs.get("module_digest", task.module_digest)
+        task.extension = record.refs.get("extension", task.extension)
         if record.trace_id is not None:
             if record.decision in _PRODUCING:
                 task.trace_id = record.trace_id
