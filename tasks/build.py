@@ -24,6 +24,8 @@ from pathlib import Path
 TASKS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = TASKS_DIR.parent
 MODULES_DIR = REPO_ROOT / "src" / "gitstore_agents" / "sandbox" / "modules"
+# The helper library authors get in the wheel (docs/extensions.md); the reference tasks use it too.
+KIT_C_DIR = REPO_ROOT / "src" / "gitstore_agents" / "kit" / "c"
 
 # The committed modules are the output of exactly this toolchain version.
 ZIGLANG_VERSION = "0.17.1"
@@ -38,6 +40,7 @@ CFLAGS = (
     # Without an explicit stack size wasm-ld reserves a stack that pushes the
     # module's minimum memory past the sandbox's memory caps.
     "-Wl,-z,stack-size=262144",
+    f"-I{os.path.relpath(KIT_C_DIR, TASKS_DIR)}",
 )
 
 
@@ -56,9 +59,14 @@ TASKS = (
 )
 
 
+def _relative(path: Path) -> str:
+    return Path(os.path.relpath(path, TASKS_DIR)).as_posix()
+
+
 def sources(task: Task) -> list[str]:
-    """Sorted C sources of ``task`` (shared ones first), relative to ``tasks/``."""
-    common = sorted(p.relative_to(TASKS_DIR).as_posix() for p in (TASKS_DIR / "common").glob("*.c"))
+    """Sorted C sources of ``task`` (the helper library and shared ones first), relative to ``tasks/``."""
+    kit = sorted(_relative(p) for p in KIT_C_DIR.glob("*.c"))
+    common = kit + sorted(_relative(p) for p in (TASKS_DIR / "common").glob("*.c"))
     own = sorted(
         p.relative_to(TASKS_DIR).as_posix() for p in (TASKS_DIR / task.source_dir).glob("*.c")
     )

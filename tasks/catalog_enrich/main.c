@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../common/catalog.h"
+#include "catalog.h"
 #include "../common/sha256.h"
 
 /* ISO 4217 codes accepted, with their minor-unit exponents. */

@@ -5,40 +5,11 @@
  *          "parameters":{"max_title_length":60,"max_description_length":160}}
  * stdout: {"findings":[{"code","field","message","severity"}...],"resource":{apiVersion,kind,metadata}}
  *
- * Findings are sorted by field, then code, then body line, then message.
+ * Findings are sorted by field, then code, then body line, then message (findings_json).
  */
-#include <stdlib.h>
-#include <string.h>
-
-#include "../common/catalog.h"
+#include "gitstore.h"
 
 #define EXTENSION_NAME "seo-lint"
-
-typedef struct {
-    const char *code, *field, *severity, *message;
-    int64_t line; /* 0 when the finding is not about a body line */
-} finding;
-
-static finding *g_findings;
-static size_t g_nfindings, g_capfindings;
-
-static void add(const char *code, const char *field, const char *severity, int64_t line, const char *message) {
-    if (g_nfindings == g_capfindings) {
-        g_capfindings = g_capfindings ? g_capfindings * 2 : 16;
-        g_findings = xrealloc(g_findings, g_capfindings * sizeof(finding));
-    }
-    g_findings[g_nfindings++] = (finding){code, field, severity, message, line};
-}
-
-static int finding_cmp(const void *a, const void *b) {
-    const finding *x = a, *y = b;
-    int c = strcmp(x->field, y->field);
-    if (c) return c;
-    c = strcmp(x->code, y->code);
-    if (c) return c;
-    if (x->line != y->line) return x->line < y->line ? -1 : 1;
-    return strcmp(x->message, y->message);
-}
 
 /* Integer parameter with a default and bounds; records an error otherwise. */
 static int64_t int_param(const jval *params, const char *key, int64_t def, int64_t lo, int64_t hi) {
@@ -78,11 +49,11 @@ static void walk(const jval *v, int64_t line, walkstate *st) {
         const jval *depth = jobj_get(v, "depth");
         int64_t d = depth != NULL && depth->t == J_INT ? depth->i : 0;
         if (st->headings == 0 && d != 1) {
-            add("first-heading-not-h1", "body", "warning", line,
+            finding_add("first-heading-not-h1", "body", "warning", line,
                 sfmt("line %D: the first heading is level %D; start the body with a level-1 heading", line, d));
         }
         if (d == 1 && ++st->h1s > 1) {
-            add("multiple-h1", "body", "warning", line,
+            finding_add("multiple-h1", "body", "warning", line,
                 sfmt("line %D: another level-1 heading; a page should have exactly one", line));
         }
         st->headings++;
@@ -100,7 +71,7 @@ static void walk(const jval *v, int64_t line, walkstate *st) {
         if (empty) {
             const char *u = url != NULL && url->t == J_STR ? url->u.s : "";
             size_t un = url != NULL && url->t == J_STR ? url->n : 0;
-            add("image-alt-missing", "body", "warning", line,
+            finding_add("image-alt-missing", "body", "warning", line,
                 sfmt("line %D: image %S has no alt text", line, u, un));
         }
     }
@@ -139,45 +110,35 @@ int main(void) {
 
     const jval *title = jobj_get(d.spec, "title");
     if (title == NULL || title->t != J_STR || title->n == 0) {
-        add("title-missing", "spec.title", "warning", 0,
+        finding_add("title-missing", "spec.title", "warning", 0,
             "spec.title is missing; search results will fall back to the resource name");
     } else {
         size_t len = utf8_count(title->u.s, title->n);
         if ((int64_t)len > max_title) {
-            add("title-too-long", "spec.title", "warning", 0,
+            finding_add("title-too-long", "spec.title", "warning", 0,
                 sfmt("spec.title is %z characters long; search results truncate titles after about %D", len,
                      max_title));
         }
     }
     const jval *desc = jobj_get(d.spec, "description");
     if (desc == NULL || desc->t != J_STR || desc->n == 0) {
-        add("description-missing", "spec.description", "warning", 0,
+        finding_add("description-missing", "spec.description", "warning", 0,
             "spec.description is missing; search engines will pick a snippet from the body instead");
     } else {
         size_t len = utf8_count(desc->u.s, desc->n);
         if ((int64_t)len > max_desc) {
-            add("description-too-long", "spec.description", "info", 0,
+            finding_add("description-too-long", "spec.description", "info", 0,
                 sfmt("spec.description is %z characters long; snippets are cut after about %D", len, max_desc));
         }
     }
     walkstate st = {0, 0};
     walk(d.body, 0, &st);
     if (st.headings == 0) {
-        add("heading-missing", "body", "info", 0, "the body has no heading; add a level-1 heading");
+        finding_add("heading-missing", "body", "info", 0, "the body has no heading; add a level-1 heading");
     }
 
-    if (g_nfindings > 1) qsort(g_findings, g_nfindings, sizeof(finding), finding_cmp);
-    jval *list = jarr();
-    for (size_t k = 0; k < g_nfindings; k++) {
-        jval *f = jobj();
-        jobj_put(f, "code", jlit(g_findings[k].code));
-        jobj_put(f, "field", jlit(g_findings[k].field));
-        jobj_put(f, "message", jstrz(g_findings[k].message));
-        jobj_put(f, "severity", jlit(g_findings[k].severity));
-        jarr_push(list, f);
-    }
     jval *out = jobj();
-    jobj_put(out, "findings", list);
+    jobj_put(out, "findings", findings_json());
     jobj_put(out, "resource", resource_identity(&d));
     emit_output(out);
 }

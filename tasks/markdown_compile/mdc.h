@@ -2,7 +2,7 @@
 #ifndef GS_MDC_H
 #define GS_MDC_H
 
-#include "../common/common.h"
+#include "common.h"
 
 /* Deepest YAML nesting (block and flow collections) in the frontmatter. */
 #define YAML_MAX_DEPTH 32
