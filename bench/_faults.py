@@ -246,7 +246,10 @@ def fault_config(
     }
 
     def kind(k: str) -> dict[str, Any]:
-        return {"module": modules[k], "limits": {"timeout_ms": deadline_ms}}
+        # The scenario's deadline at every input size: its inputs are small,
+        # and its short ack waits must outlast the longest deadline.
+        limits = {"timeout_ms": deadline_ms, "max_timeout_ms": deadline_ms}
+        return {"module": modules[k], "limits": limits}
 
     topology: dict[str, Any] = {"replicas": replicas}
     if short_window:
