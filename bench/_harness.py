@@ -280,6 +280,9 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if self._stderr.closed:
+            # Stopped before (a failed start reports its tail, then the row stops all).
+            return ""
         self._stderr.seek(0)
         err = self._stderr.read().decode(errors="replace")
         self._stderr.close()
