@@ -31,6 +31,7 @@ LAYERS: dict[str, int] = {
     "pipeline": 6,
     "service": 7,
     "ops": 8,
+    "kit": 8,
     "embedded": 9,
     "cli": 10,
 }

@@ -114,6 +114,11 @@ _CODES = (
     Code("config-invalid", False, "the configuration is invalid; the process does not start"),
     Code("policy-invalid", False, "the guardrail policy is invalid"),
     Code("sandbox-settings-invalid", False, "a run's limits or logical time are invalid"),
+    Code(
+        "project-invalid",
+        False,
+        "a module project is unusable: a bad name, an occupied directory, no module or fixtures",
+    ),
     Code("nats-server-failed", False, "the bundled nats-server could not start"),
     Code("nats-unreachable", True, "no NATS server accepted a connection in the connect timeout"),
     Code("health-port-unavailable", False, "the health server cannot listen on health.host/port"),

@@ -27,6 +27,7 @@ from . import (
     _sandbox,
     _schema,
     _status,
+    _tasks,
     _trace,
     _worker,
 )
@@ -59,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     _history.register(commands)
     _modules.register(commands)
     _sandbox.register(commands)
+    _tasks.register(commands)
     _schema.register(commands)
     _policy.register(commands)
     _trace.register(commands)

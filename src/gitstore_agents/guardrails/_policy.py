@@ -25,6 +25,7 @@ from ..config import (
     ROLES,
     Config,
     DuplicateKeyError,
+    LimitsConfig,
     YamlError,
     decode_yaml,
 )
@@ -222,6 +223,20 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True):
             if kind in rules.kinds:
                 return rules
         return None
+
+    def kind_limits(self, kind: str, limits: LimitsConfig) -> LimitsConfig:
+        """``limits`` of ``kind`` with their growth capped by this policy's ceilings.
+
+        What tasks of ``kind`` get, and what admission lets them ask for: a
+        worker and ``sandbox test`` both take them from here.
+        """
+        rules = self.role_of_kind(kind)
+        if rules is None:
+            return limits
+        c = rules.ceilings
+        return limits.capped(
+            Limits(fuel=c.fuel, timeout_ms=c.timeout_ms, memory_bytes=c.memory_bytes)
+        )
 
     def output_bytes(self, rules: RoleRules) -> int:
         """Largest output ``rules``' role may propose (its ceiling under the global cap)."""

@@ -54,7 +54,7 @@ from ..consumers import (
     role_consumer,
     verify,
 )
-from ..envelopes import ContentStore, Limits
+from ..envelopes import ContentStore
 from ..errors import ConfigError
 from ..guardrails import (
     Admission,
@@ -532,13 +532,7 @@ class Runtime:
 
     def _limits(self, kind: str, limits: LimitsConfig) -> LimitsConfig:
         """``limits`` with their growth capped by the policy's ceilings for ``kind``."""
-        rules = self.policy.role_of_kind(kind)
-        if rules is None:
-            return limits
-        c = rules.ceilings
-        return limits.capped(
-            Limits(fuel=c.fuel, timeout_ms=c.timeout_ms, memory_bytes=c.memory_bytes)
-        )
+        return self.policy.kind_limits(kind, limits)
 
     async def _follow_up(self, kind: str) -> FollowUpSpec:
         assert self.modules is not None
