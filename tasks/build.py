@@ -64,7 +64,7 @@ def _relative(path: Path) -> str:
 
 
 def sources(task: Task) -> list[str]:
-    """Sorted C sources of ``task`` (the helper library and shared ones first), relative to ``tasks/``."""
+    """Sorted C sources of ``task`` (helper library and shared ones first), relative to tasks/."""
     kit = sorted(_relative(p) for p in KIT_C_DIR.glob("*.c"))
     common = kit + sorted(_relative(p) for p in (TASKS_DIR / "common").glob("*.c"))
     own = sorted(
