@@ -73,21 +73,29 @@ def test_authorization_is_valid_nats_server_config(all_in_one: Rendered, tmp_pat
         "extension-runner",
         "provisioner",
         "status-probe",
+        "operator",
+        "control-plane",
+        "audit-admin",
     }
     # Only bcrypt hashes reach the NATS server's Secret, never the plaintext.
     assert all(u["password"].startswith("$2a$") for u in users)
     for user in users:
         allowed = user["permissions"]["publish"]["allow"]
         assert ">" not in allowed
+        # Deletes: only the operator's (a role's durable, a result to run a task again).
         assert not [
             s
             for s in allowed
-            if ".DELETE." in s
+            if (".DELETE." in s and user["user"] != "operator")
+            or "STREAM.DELETE" in s
             or (
                 s.startswith("$JS.API.STREAM.PURGE.")
                 and s != "$JS.API.STREAM.PURGE.OBJ_gitstore-modules"
             )
         ]
+        # Only the audit stream's administrator may change it.
+        updates = [s for s in allowed if s == "$JS.API.STREAM.UPDATE.GITSTORE_AUDIT"]
+        assert bool(updates) == (user["user"] == "audit-admin"), user["user"]
 
 
 KEY = "ab" * 32
@@ -271,7 +279,13 @@ def test_authorization_matches_policy_nats_config(set_id: str, tmp_path: Path) -
         assert main(args) == 0
     generated = {k: v["permissions"] for k, v in json.loads(out.getvalue()).items()}
 
-    assert sorted(chart) == sorted(generated) == sorted([*enabled, "provisioner", "status-probe"])
+    assert (
+        sorted(chart)
+        == sorted(generated)
+        == sorted(
+            [*enabled, "provisioner", "status-probe", "operator", "control-plane", "audit-admin"]
+        )
+    )
     for identity, permissions in generated.items():
         rendered_permissions = chart[identity]
         for direction in ("publish", "subscribe"):
@@ -301,3 +315,26 @@ def test_all_in_one_with_the_official_nats_chart() -> None:
         if "nats.conf" in c.get("data", {})
     )
     assert "include ../gitstore-agents-auth/authorization.conf;" in nats_conf
+
+
+def test_no_pod_holds_the_operator_control_plane_or_audit_admin_credentials(
+    all_in_one: Rendered,
+) -> None:
+    """The credentials Secret holds every identity, but a pod reads only its own: the audit
+    stream's administrator, the operator and the control plane are never in the runtime."""
+    credentials = all_in_one.named("Secret", f"{RELEASE}-gitstore-agents-nats-credentials")
+    for identity in ("operator", "control-plane", "audit-admin"):
+        assert f"{identity}-password" in credentials["data"]
+    pods = [o["spec"]["template"]["spec"] for o in all_in_one.of_kind("Deployment")]
+    pods += [o["spec"]["template"]["spec"] for o in all_in_one.of_kind("Job")]
+    pods += [o["spec"] for o in all_in_one.of_kind("Pod")]
+    assert len(pods) >= 6
+    keys = [
+        env["valueFrom"]["secretKeyRef"]["key"]
+        for pod in pods
+        for container in pod["containers"]
+        for env in container.get("env", [])
+        if "secretKeyRef" in env.get("valueFrom", {})
+    ]
+    assert keys
+    assert not [k for k in keys if k.split("-")[0] in ("operator", "control", "audit")]

@@ -37,8 +37,11 @@ from gitstore_agents.envelopes import (
     slot_token,
 )
 from gitstore_agents.guardrails import (
+    AUDIT_ADMIN,
     IDENTITIES,
+    OPERATOR,
     PROVISIONER,
+    RUNTIME_IDENTITIES,
     STATUS_PROBE,
     NatsUser,
     authorization_config,
@@ -131,16 +134,41 @@ def test_generated_authorization_is_valid_and_least_privilege(
     for user in users:
         allowed = user.permissions.publish
         assert ">" not in allowed
-        assert not [s for s in allowed if s.startswith("gitstore.events.")], user.identity
-        assert not [s for s in allowed if ".DELETE." in s], user.identity
+        # Nobody changes the audit stream but its administrator; nobody deletes a stream.
+        rewrites = [s for s in allowed if s.startswith("$JS.API.STREAM.UPDATE.GITSTORE_AUDIT")]
+        assert rewrites == (
+            ["$JS.API.STREAM.UPDATE.GITSTORE_AUDIT"] if user.identity == AUDIT_ADMIN else []
+        )
+        assert not [s for s in allowed if "STREAM.DELETE" in s], user.identity
         purges = [s for s in allowed if ".PURGE." in s]
         assert purges == (
             ["$JS.API.STREAM.PURGE.OBJ_gitstore-modules"] if user.identity == PROVISIONER else []
         )
-        assert all(
-            s.startswith(f"_INBOX_{user.identity}.") or user.identity in ROLES
-            for s in user.permissions.subscribe
-        )
+        if user.identity in RUNTIME_IDENTITIES:
+            assert not [s for s in allowed if s.startswith("gitstore.events.")], user.identity
+            assert not [s for s in allowed if ".DELETE." in s], user.identity
+            assert all(
+                s.startswith(f"_INBOX_{user.identity}.") or user.identity in ROLES
+                for s in user.permissions.subscribe
+            )
+    operator = _publish_allow(users, OPERATOR)
+    # The operator deletes nothing but a role's durable (a rewind) and a result or diagnostic
+    # (to run one task again on purpose).
+    assert sorted(s for s in operator if ".DELETE." in s) == [
+        "$JS.API.CONSUMER.DELETE.GITSTORE_EVENTS.*",
+        "$JS.API.CONSUMER.DELETE.GITSTORE_TASKS.*",
+        "$JS.API.STREAM.MSG.DELETE.GITSTORE_FAILURES",
+        "$JS.API.STREAM.MSG.DELETE.GITSTORE_VALIDATION",
+    ]
+    assert not [s for s in operator if ".STREAM.CREATE." in s or ".STREAM.UPDATE." in s]
+    assert [s for s in operator if ".audit." in s] == ["gitstore.audit.operator.*"]
+    assert "$JS.API.STREAM.UPDATE.GITSTORE_AUDIT" not in _publish_allow(users, PROVISIONER)
+    assert "$JS.API.STREAM.CREATE.GITSTORE_AUDIT" in _publish_allow(users, PROVISIONER)
+    assert sorted(_publish_allow(users, AUDIT_ADMIN)) == [
+        "$JS.API.STREAM.CREATE.GITSTORE_AUDIT",
+        "$JS.API.STREAM.INFO.GITSTORE_AUDIT",
+        "$JS.API.STREAM.UPDATE.GITSTORE_AUDIT",
+    ]
     compiler = _publish_allow(users, MARKDOWN_COMPILER)
     assert "gitstore.validation.markdown.compile.*" in compiler
     assert "gitstore.validation.catalog.enrich.*" not in compiler
@@ -157,7 +185,14 @@ def test_policy_nats_config_command(policy_file: Path) -> None:
     code, out = _cli("policy", "nats-config", str(policy_file), "--json", "--role", "enricher")
     assert code == 0
     generated = json.loads(out)
-    assert sorted(generated) == ["enricher", "provisioner", "status-probe"]
+    assert sorted(generated) == [
+        "audit-admin",
+        "control-plane",
+        "enricher",
+        "operator",
+        "provisioner",
+        "status-probe",
+    ]
     assert (
         "gitstore.validation.catalog.enrich.*"
         in generated["enricher"]["permissions"]["publish"]["allow"]

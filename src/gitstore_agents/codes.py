@@ -111,6 +111,11 @@ _CODES = (
     Code("stream-unavailable", True, "a stream could not be read"),
     Code("draining", True, "the worker stopped before the work finished; handed back"),
     Code("topology-missing", True, "a stream, consumer or bucket the role needs is missing"),
+    Code(
+        "audit-stream-differs",
+        False,
+        "the audit stream differs from the configuration; only audit-admin may change it",
+    ),
     Code("config-invalid", False, "the configuration is invalid; the process does not start"),
     Code("policy-invalid", False, "the guardrail policy is invalid"),
     Code("sandbox-settings-invalid", False, "a run's limits or logical time are invalid"),

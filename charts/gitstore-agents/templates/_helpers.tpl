@@ -94,9 +94,15 @@ Roles
 {{- $enabled | toJson }}
 {{- end }}
 
-{{/* NATS identities with credentials: the roles, the provisioning Job and the test pod. */}}
+{{/* NATS identities with credentials: the roles, the provisioning Job and the test pod (the
+runtime's), then the operator, the control plane and the audit stream's administrator, whose
+credentials no pod of this chart mounts (people and GitStore read them from the Secret). */}}
 {{- define "gitstore-agents.identities" -}}
-{{- concat (include "gitstore-agents.knownRoles" . | fromJsonArray) (list "provisioner" "status-probe") | toJson }}
+{{- concat (include "gitstore-agents.knownRoles" . | fromJsonArray) (list "provisioner" "status-probe") (include "gitstore-agents.externalIdentities" . | fromJsonArray) | toJson }}
+{{- end }}
+
+{{- define "gitstore-agents.externalIdentities" -}}
+{{- list "operator" "control-plane" "audit-admin" | toJson }}
 {{- end }}
 
 {{/* The durable pull consumer a role reads from, as the worker names it (role_consumer).
@@ -189,7 +195,7 @@ gitstore-agents.natsPermissions: each identity's nats-server permissions, derive
 THIS MUST EQUAL `gitstore-agents policy nats-config` (guardrails/_nats_auth.py, the source of
 truth) for the policy the chart renders: tests/test_chart_nats_permissions.py renders both and
 compares them for every value set. Output JSON {identity: {publish, subscribe, allow_responses}}
-for the enabled roles, provisioner and status-probe.
+for the enabled roles, provisioner, status-probe, operator, control-plane and audit-admin.
 
 Per role R (prefix P, the policy's kinds K and publishes_tasks F of R):
   publish   the slots P.validation.<k>.*, P.failures.<k>.*, P.dlq.<k>.* for k in K (the
@@ -252,7 +258,12 @@ reference modules (replacing a module purges its old chunks), migrates the slot 
 per-kind layout (reads them, copies into slots). No deletion. */}}
 {{- $prov := list }}
 {{- range $s := $t.streams }}
+{{- /* The audit stream is created, never updated (only audit-admin may). */}}
+{{- if eq $s $t.audit }}
+{{- $prov = concat $prov (list (printf "%s.STREAM.CREATE.%s" $api $s) (printf "%s.STREAM.INFO.%s" $api $s)) }}
+{{- else }}
 {{- $prov = concat $prov (list (printf "%s.STREAM.CREATE.%s" $api $s) (printf "%s.STREAM.UPDATE.%s" $api $s) (printf "%s.STREAM.INFO.%s" $api $s)) }}
+{{- end }}
 {{- end }}
 {{- range $s := $objects }}
 {{- $prov = concat $prov (list (printf "%s.STREAM.CREATE.%s" $api $s) (printf "%s.STREAM.UPDATE.%s" $api $s) (printf "%s.STREAM.INFO.%s" $api $s)) }}
@@ -271,6 +282,34 @@ per-kind layout (reads them, copies into slots). No deletion. */}}
 {{- /* The `helm test` pod: asks the status micro service, nothing more. */}}
 {{- $probe := list "$SRV.PING" "$SRV.PING.>" "$SRV.INFO" "$SRV.INFO.>" (printf "%s.status.>" $p) }}
 {{- $_ := set $out "status-probe" (dict "publish" $probe "subscribe" (list "_INBOX_status-probe.>") "allow_responses" false) }}
+{{- /* The operator: what the runbooks need (docs/operations.md). Reads everything, rewinds a
+role's durable, requeues dead letters, replays; never creates, updates, deletes or purges a
+stream. */}}
+{{- $op := list (printf "%s.INFO" $api) (printf "%s.STREAM.NAMES" $api) (printf "%s.STREAM.LIST" $api) }}
+{{- range $s := $allStreams }}
+{{- $op = concat $op (list (printf "%s.STREAM.INFO.%s" $api $s) (printf "%s.STREAM.MSG.GET.%s" $api $s) (printf "%s.DIRECT.GET.%s" $api $s) (printf "%s.DIRECT.GET.%s.>" $api $s) (printf "%s.CONSUMER.NAMES.%s" $api $s) (printf "%s.CONSUMER.LIST.%s" $api $s) (printf "%s.CONSUMER.INFO.%s.>" $api $s) (printf "%s.CONSUMER.CREATE.%s" $api $s) (printf "%s.CONSUMER.CREATE.%s.>" $api $s) (printf "$JS.FC.%s.>" $s)) }}
+{{- end }}
+{{- range $s := list $t.events $t.tasks }}
+{{- $op = concat $op (list (printf "%s.CONSUMER.RESET.%s.*" $api $s) (printf "%s.CONSUMER.PAUSE.%s.*" $api $s) (printf "%s.CONSUMER.DURABLE.CREATE.%s.*" $api $s) (printf "%s.CONSUMER.DELETE.%s.*" $api $s)) }}
+{{- end }}
+{{- $op = concat $op (list (printf "%s.STREAM.MSG.DELETE.%s" $api $t.validation) (printf "%s.STREAM.MSG.DELETE.%s" $api $t.failures)) }}
+{{- $op = concat $op (list (printf "%s.events.git.push.>" $p) (printf "%s.tasks.>" $p) (printf "%s.dlq._requeued.*" $p) (printf "%s.audit.operator.*" $p) (printf "%s.validation.>" $p) (printf "%s.failures.>" $p) (printf "%s.dlq.>" $p)) }}
+{{- $op = concat $op (list "$SRV.PING" "$SRV.PING.>" "$SRV.INFO" "$SRV.INFO.>" (printf "%s.status.>" $p)) }}
+{{- $opSub := list "_INBOX_operator.>" "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.>" "$SRV.>" (printf "%s.status.>" $p) }}
+{{- $_ := set $out "operator" (dict "publish" ($op | uniq) "subscribe" $opSub "allow_responses" true) }}
+{{- /* The control plane: git events in; validation requests and diagnostics out through its
+own durable "control-plane" on each stream; large outputs from the content store; status. */}}
+{{- $cp := list (printf "%s.events.git.push.>" $p) (printf "%s.STREAM.NAMES" $api) (printf "%s.STREAM.INFO.%s" $api $t.events) }}
+{{- range $s := list $t.validation $t.failures }}
+{{- $cp = concat $cp (list (printf "%s.STREAM.INFO.%s" $api $s) (printf "%s.CONSUMER.CREATE.%s.control-plane" $api $s) (printf "%s.CONSUMER.CREATE.%s.control-plane.>" $api $s) (printf "%s.CONSUMER.DURABLE.CREATE.%s.control-plane" $api $s) (printf "%s.CONSUMER.INFO.%s.control-plane" $api $s) (printf "%s.CONSUMER.MSG.NEXT.%s.control-plane" $api $s) (printf "$JS.ACK.%s.control-plane.>" $s) (printf "$JS.ACK.*.*.%s.control-plane.>" $s)) }}
+{{- end }}
+{{- $content := printf "OBJ_%s" $t.content }}
+{{- $cp = concat $cp (list (printf "%s.STREAM.INFO.%s" $api $content) (printf "%s.STREAM.MSG.GET.%s" $api $content) (printf "%s.CONSUMER.CREATE.%s" $api $content) (printf "$JS.FC.%s.>" $content)) }}
+{{- $cp = concat $cp (list "$SRV.PING" "$SRV.PING.>" "$SRV.INFO" "$SRV.INFO.>" (printf "%s.status.>" $p)) }}
+{{- $_ := set $out "control-plane" (dict "publish" ($cp | uniq) "subscribe" (list "_INBOX_control-plane.>") "allow_responses" false) }}
+{{- /* The audit stream's administrator: creates and changes the audit stream, nothing else. */}}
+{{- $admin := list (printf "%s.STREAM.CREATE.%s" $api $t.audit) (printf "%s.STREAM.UPDATE.%s" $api $t.audit) (printf "%s.STREAM.INFO.%s" $api $t.audit) }}
+{{- $_ := set $out "audit-admin" (dict "publish" $admin "subscribe" (list "_INBOX_audit-admin.>") "allow_responses" false) }}
 {{- $out | toJson }}
 {{- end }}
 
@@ -281,7 +320,7 @@ Input: dict "root" $ "passwords" (dict identity -> plaintext). */}}
 {{- $root := .root }}
 {{- $users := list }}
 {{- $permissions := include "gitstore-agents.natsPermissions" (dict "root" $root) | fromJson }}
-{{- range $identity := concat (include "gitstore-agents.enabledRoles" $root | fromJsonArray) (list "provisioner" "status-probe") }}
+{{- range $identity := concat (include "gitstore-agents.enabledRoles" $root | fromJsonArray) (list "provisioner" "status-probe") (include "gitstore-agents.externalIdentities" $root | fromJsonArray) }}
 {{- $perm := get $permissions $identity }}
 {{- $block := dict "publish" (dict "allow" $perm.publish) "subscribe" (dict "allow" $perm.subscribe) }}
 {{- if $perm.allow_responses }}

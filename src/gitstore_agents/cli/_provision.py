@@ -1,4 +1,11 @@
-"""``gitstore-agents provision``: create or update the whole topology (idempotent)."""
+"""``gitstore-agents provision``: create or update the whole topology (idempotent).
+
+The audit stream is the exception: ``provision`` creates it when it is missing
+and otherwise leaves it alone, failing at the end (after everything else is
+provisioned) when it differs from the configuration. ``provision
+--audit-stream``, run with the ``audit-admin`` identity, creates or updates it
+and touches nothing else.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +15,12 @@ import json
 from typing import Any
 
 from ..config import ROLES
-from ..consumers import provision
+from ..consumers import (
+    audit_stream_differs,
+    audit_stream_drift,
+    provision,
+    provision_audit_stream,
+)
 from ..telemetry import configure_logging
 from ._config_args import add_connection_arguments, connected, connection_config
 
@@ -23,7 +35,10 @@ def register(commands: Any) -> None:
         ),
         description=(
             "Idempotent: safe to run on every deploy (the Helm hook job runs it). Existing "
-            "durable consumers keep their deliver policy and start position."
+            "durable consumers keep their deliver policy and start position. The audit "
+            "stream is only created: when it differs from the configuration the command ends "
+            "with audit-stream-differs after provisioning everything else; apply the change "
+            "with --audit-stream as the audit-admin identity."
         ),
     )
     parser.add_argument(
@@ -31,6 +46,11 @@ def register(commands: Any) -> None:
     )
     parser.add_argument(
         "--no-modules", action="store_true", help="do not upload the reference modules"
+    )
+    parser.add_argument(
+        "--audit-stream",
+        action="store_true",
+        help="only create or update the audit stream (run as the audit-admin identity)",
     )
     add_connection_arguments(parser)
     parser.set_defaults(run=run)
@@ -41,12 +61,17 @@ def run(args: argparse.Namespace) -> int:
     configure_logging(json=False, level=args.log_level)
     config = connection_config(args)
     roles = tuple(args.role or [r for r in ROLES if r in config.roles])
+    topology = config.topology
 
     async def go() -> int:
         async with connected(config, "provision") as nc:
             js = nc.jetstream(timeout=config.nats.request_timeout_s)
+            if args.audit_stream:
+                await provision_audit_stream(js, topology, update=True)
+                print(json.dumps({"streams": [topology.audit_stream]}, indent=2))
+                return 0
             modules = await provision(js, config, roles, upload_modules=not args.no_modules)
-        topology = config.topology
+            differences = await audit_stream_drift(js, topology)
         print(
             json.dumps(
                 {
@@ -58,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
                 indent=2,
             )
         )
+        if differences:
+            raise audit_stream_differs(topology, differences)
         return 0
 
     return asyncio.run(go())

@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 
+from ..guardrails import OPERATOR
 from ..ops import replay_stream
 from ..service import Runtime
 from ..telemetry import configure_logging
@@ -47,7 +48,9 @@ def run(args: argparse.Namespace) -> int:
     )
 
     async def go() -> int:
-        runtime = Runtime(config)
+        # Its audit records go under the operator's name: the trail says who
+        # re-executed the history (each record still names the role it decided as).
+        runtime = Runtime(config, audit_as=OPERATOR)
         try:
             # A tool run fails at once where a worker would wait and retry.
             await runtime.start(retry=False)

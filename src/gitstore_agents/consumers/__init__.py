@@ -10,10 +10,17 @@ stored, already stored, or failed), reading what a slot holds
 a ``Delivery`` to a handler and settles by the ``Decision`` it returns.
 """
 
+from ._audit_stream import (
+    AUDIT_ADMIN_COMMAND,
+    audit_stream_differs,
+    audit_stream_drift,
+    provision_audit_stream,
+)
 from ._connect import NatsUnreachableError, connect, connect_options
 from ._decision import Decision, Handler, Settle
 from ._delivery import Delivery
 from ._errors import (
+    AuditStreamDiffersError,
     ContentUnavailableError,
     PublishFailedError,
     ResultsUnavailableError,
@@ -43,8 +50,10 @@ from ._topology import (
 from ._worker import PullWorker, WorkerSettings
 
 __all__ = [
+    "AUDIT_ADMIN_COMMAND",
     "MIGRATED_FROM",
     "SLOT_TAKEN",
+    "AuditStreamDiffersError",
     "ConsumerSpec",
     "ContentUnavailableError",
     "Decision",
@@ -65,6 +74,8 @@ __all__ = [
     "StoredMessage",
     "TopologyError",
     "WorkerSettings",
+    "audit_stream_differs",
+    "audit_stream_drift",
     "connect",
     "connect_options",
     "dead_letter_consumer",
@@ -72,6 +83,7 @@ __all__ = [
     "nak_delay_for",
     "needs_migration",
     "provision",
+    "provision_audit_stream",
     "provision_buckets",
     "provision_consumer",
     "provision_streams",

@@ -34,3 +34,11 @@ class TopologyError(GitStoreAgentsError):
 
     code = "topology-missing"
     retryable = True
+
+
+class AuditStreamDiffersError(GitStoreAgentsError):
+    """The audit stream's settings differ from the configuration, and this identity may not
+    change them (only ``audit-admin`` may: ``provision --audit-stream``)."""
+
+    code = "audit-stream-differs"
+    retryable = False

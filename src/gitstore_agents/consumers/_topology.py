@@ -37,6 +37,7 @@ from ..config import (
     Topology,
 )
 from ..sandbox import ModuleStore, upload_reference_modules
+from ._audit_stream import provision_audit_stream
 from ._errors import TopologyError
 from ._migrate import MigrationReport, migrate_to_slots
 
@@ -150,6 +151,10 @@ async def provision_streams(
     reports = await migrate_to_slots(js, topology, durables=durables)
     for config in topology.stream_configs():
         assert config.name is not None
+        if config.name == topology.audit_stream:
+            # Created if missing, never updated here (``_audit_stream``).
+            await provision_audit_stream(js, topology)
+            continue
         try:
             await js.stream_info(config.name)
         except NotFoundError:

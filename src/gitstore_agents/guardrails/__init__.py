@@ -13,10 +13,15 @@ from ._admission import PolicyAdmission, check_modules
 from ._basic import BasicAdmission, BasicOutputCheck
 from ._boundary import Outbound, PublishBoundary, PublishDeniedError, PublishRefusedError
 from ._nats_auth import (
+    AUDIT_ADMIN,
+    CONTROL_PLANE,
+    CONTROL_PLANE_DURABLE,
     DEAD_LETTER_SUFFIX,
     IDENTITIES,
+    OPERATOR,
     PASSWORD_ENV_PREFIX,
     PROVISIONER,
+    RUNTIME_IDENTITIES,
     STATUS_PROBE,
     NatsUser,
     Permissions,
@@ -55,7 +60,10 @@ from ._subject_match import subject_matches
 from ._violations import PermissionViolation, PermissionViolations, parse_violation
 
 __all__ = [
+    "AUDIT_ADMIN",
     "CLAIM_KEYS",
+    "CONTROL_PLANE",
+    "CONTROL_PLANE_DURABLE",
     "DEAD_LETTER_SUFFIX",
     "IDENTITIES",
     "MAX_FUEL",
@@ -64,8 +72,10 @@ __all__ = [
     "MAX_PAYLOAD_BYTES",
     "MAX_POLICY_FILE_BYTES",
     "MAX_TIMEOUT_MS",
+    "OPERATOR",
     "PASSWORD_ENV_PREFIX",
     "PROVISIONER",
+    "RUNTIME_IDENTITIES",
     "STATUS_PROBE",
     "Admission",
     "BasicAdmission",

@@ -1,25 +1,38 @@
 """The server-side boundary: nats-server permissions generated from the policy.
 
-Each identity (the four roles, the provisioning job, the status probe) gets a
-user whose publish permissions allow exactly what it needs and nothing else:
+Each identity gets a user whose publish permissions allow exactly what it needs
+and nothing else. The **runtime** identities (what the deployment's pods hold):
 
 * a role: its ``publish_subjects`` (the same list its ``PublishBoundary``
-  enforces in-process), the JetStream API calls of its own two consumers
-  (pull, info, acks of their deliveries), ``STREAM.INFO`` of the product's
-  streams and buckets, reading the original of a dead-lettered message, direct
-  gets of the slot streams and the audit stream (stored results, the status
-  service) and reads of the module and content object stores; it subscribes to
-  its own inbox prefix ``_INBOX_<identity>`` and to the status service's
-  subjects;
+  enforces in-process; audit records only under its own role token), the
+  JetStream API calls of its own two consumers (pull, info, acks of their
+  deliveries), ``STREAM.INFO`` of the product's streams and buckets, reading
+  the original of a dead-lettered message, direct gets of the slot streams and
+  the audit stream (stored results, the status service) and reads of the
+  module and content object stores; it subscribes to its own inbox prefix
+  ``_INBOX_<identity>`` and to the status service's subjects;
 * the provisioner: creating and updating the product's streams, consumers and
   buckets, uploading modules, migrating the slot streams from the per-kind
   layout (copies into slots); never deleting or purging anything but a
-  replaced module's chunks;
+  replaced module's chunks, and never *updating* the audit stream: it may only
+  create it (a create is refused by the server when the stream exists with
+  another configuration);
 * the status probe: asking the status service.
 
-Nothing grants the control plane's subjects (git events, anything outside the
-product's prefix), another role's subjects, or ``$JS.API.STREAM.DELETE``,
-``STREAM.PURGE`` (but the one above) or ``CONSUMER.DELETE``.
+And three identities no pod of the chart mounts:
+
+* ``audit-admin``: creating and updating the audit stream, nothing else (its
+  retention is a decision above the runtime);
+* ``operator``: what the runbooks need (stream and consumer info and listing,
+  reading any message, ephemeral consumers, rewinding a role's durable,
+  dead-letter requeues, replay, backfill, ``trace``, the status service);
+  never a stream create, update, delete or purge;
+* ``control-plane``: GitStore publishing git events, reading the validation
+  and failures streams through its own durable ``control-plane``, asking the
+  status service.
+
+Nothing grants ``>``, ``$JS.API.STREAM.DELETE``, ``STREAM.PURGE`` (but the one
+above), or an update of the audit stream to any runtime identity.
 """
 
 from __future__ import annotations
@@ -30,13 +43,22 @@ from collections.abc import Iterable, Mapping
 
 import msgspec
 
-from ..config import GIT_PUSH, PLANNER, ROLES, Topology
+from ..config import GIT_PUSH, MAX_DELIVERIES_ADVISORY, PLANNER, ROLES, Topology
 from ._policy import Policy, PolicyError
 
 PROVISIONER = "provisioner"
 STATUS_PROBE = "status-probe"
-IDENTITIES = (*ROLES, PROVISIONER, STATUS_PROBE)
-"""Every NATS identity of a deployment: the roles, the provisioning job, the status probe."""
+OPERATOR = "operator"
+CONTROL_PLANE = "control-plane"
+AUDIT_ADMIN = "audit-admin"
+RUNTIME_IDENTITIES = (*ROLES, PROVISIONER, STATUS_PROBE)
+"""The identities the runtime's processes hold: roles, provisioning job, status probe."""
+IDENTITIES = (*RUNTIME_IDENTITIES, OPERATOR, CONTROL_PLANE, AUDIT_ADMIN)
+"""Every NATS identity of a deployment: the runtime's, people's, the control plane's, the
+audit stream's administrator."""
+
+CONTROL_PLANE_DURABLE = "control-plane"
+"""The control plane's durable on the validation and on the failures stream."""
 
 DEAD_LETTER_SUFFIX = "-dead-letters"
 """A role's dead-letter writer's durable is ``<role>-dead-letters`` (as provisioning names it)."""
@@ -118,7 +140,8 @@ def publish_subjects(policy: Policy, role: str) -> tuple[str, ...]:
 def nats_permissions(
     policy: Policy, topology: Topology, roles: Iterable[str] | None = None
 ) -> dict[str, Permissions]:
-    """Permissions of every identity: ``roles`` (default: the policy's), provisioner, probe.
+    """Permissions of every identity: ``roles`` (default: the policy's), then the others
+    of ``IDENTITIES`` (provisioner, probe, operator, control plane, audit admin).
 
     Raises:
         PolicyError: the topology's prefix is not the policy's, or a role is not in it.
@@ -132,6 +155,9 @@ def nats_permissions(
     permissions = {role: _role_permissions(policy, topology, role) for role in wanted}
     permissions[PROVISIONER] = _provisioner_permissions(topology)
     permissions[STATUS_PROBE] = _status_probe_permissions(policy)
+    permissions[OPERATOR] = _operator_permissions(topology)
+    permissions[CONTROL_PLANE] = _control_plane_permissions(topology)
+    permissions[AUDIT_ADMIN] = _audit_admin_permissions(topology)
     return permissions
 
 
@@ -265,11 +291,12 @@ def _provisioner_permissions(topology: Topology) -> Permissions:
     buckets = [f"OBJ_{topology.modules_bucket}", f"OBJ_{topology.content_bucket}"]
     publish: list[str] = []
     for name in streams:
-        publish += [
-            f"{api}.STREAM.CREATE.{name}",
-            f"{api}.STREAM.UPDATE.{name}",
-            f"{api}.STREAM.INFO.{name}",
-        ]
+        publish += [f"{api}.STREAM.CREATE.{name}"]
+        # The audit stream is created (first provision) but never updated: an
+        # update could shorten, divert or seal the trail. Only audit-admin may.
+        if name != topology.audit_stream:
+            publish += [f"{api}.STREAM.UPDATE.{name}"]
+        publish += [f"{api}.STREAM.INFO.{name}"]
     for name in buckets:
         # UPDATE: provisioning raises an existing bucket's replicas (1 -> 3).
         publish += [
@@ -327,4 +354,125 @@ def _status_probe_permissions(policy: Policy) -> Permissions:
             f"{policy.subject_prefix}.status.>",
         ),
         subscribe=(f"{inbox_prefix(STATUS_PROBE)}.>",),
+    )
+
+
+def _operator_permissions(topology: Topology) -> Permissions:
+    api = "$JS.API"
+    subjects = topology.subjects
+    streams = [c.name for c in topology.stream_configs() if c.name]
+    buckets = [f"OBJ_{topology.modules_bucket}", f"OBJ_{topology.content_bucket}"]
+    publish = [f"{api}.INFO", f"{api}.STREAM.NAMES", f"{api}.STREAM.LIST"]
+    for name in [*streams, *buckets]:
+        publish += [
+            # Looking inside: stream info (and its subjects), one message by
+            # sequence or by subject, consumers listed and inspected.
+            f"{api}.STREAM.INFO.{name}",
+            f"{api}.STREAM.MSG.GET.{name}",
+            f"{api}.DIRECT.GET.{name}",
+            f"{api}.DIRECT.GET.{name}.>",
+            f"{api}.CONSUMER.NAMES.{name}",
+            f"{api}.CONSUMER.LIST.{name}",
+            f"{api}.CONSUMER.INFO.{name}.>",
+            # Reading a stream through an ephemeral ordered consumer (stream view,
+            # dlq list, replay, preview, backfill, object listings).
+            f"{api}.CONSUMER.CREATE.{name}",
+            f"{api}.CONSUMER.CREATE.{name}.>",
+            f"$JS.FC.{name}.>",
+        ]
+    for name in (topology.events_stream, topology.tasks_stream):
+        publish += [
+            # Rewinding a role's durable: reset it to a stream sequence (its
+            # settings stay), pause and resume it; recreate one (durable create).
+            f"{api}.CONSUMER.RESET.{name}.*",
+            f"{api}.CONSUMER.PAUSE.{name}.*",
+            f"{api}.CONSUMER.DURABLE.CREATE.{name}.*",
+            f"{api}.CONSUMER.DELETE.{name}.*",
+        ]
+    publish += [
+        # Making one task run again on purpose: remove its result (and diagnostic).
+        f"{api}.STREAM.MSG.DELETE.{topology.validation_stream}",
+        f"{api}.STREAM.MSG.DELETE.{topology.failures_stream}",
+        # dlq requeue: the original back on its subject (a git event) or into a
+        # slot of its own (a task), the requeue record, its audit record.
+        subjects.git_push_all(),
+        subjects.tasks_all(),
+        subjects.requeue_records(),
+        subjects.audit_of_role(OPERATOR),
+        # replay (re-executing history, as the roles would: results, diagnostics,
+        # dead letters; its audit records are filed under the operator's name).
+        subjects.validation_all(),
+        subjects.failures_all(),
+        subjects.dead_letters_all(),
+        # status: the status service.
+        "$SRV.PING",
+        "$SRV.PING.>",
+        "$SRV.INFO",
+        "$SRV.INFO.>",
+        f"{subjects.prefix}.status.>",
+    ]
+    return Permissions(
+        publish=tuple(dict.fromkeys(publish)),
+        subscribe=(
+            f"{inbox_prefix(OPERATOR)}.>",
+            # Watching dead letters happen.
+            f"{MAX_DELIVERIES_ADVISORY}.>",
+            # A tool run (replay, preview, backfill) serves the status service too.
+            "$SRV.>",
+            f"{subjects.prefix}.status.>",
+        ),
+        allow_responses=True,
+    )
+
+
+def _control_plane_permissions(topology: Topology) -> Permissions:
+    api = "$JS.API"
+    subjects = topology.subjects
+    content = f"OBJ_{topology.content_bucket}"
+    durable = CONTROL_PLANE_DURABLE
+    publish = [
+        # Git events; JetStream answers each with a PubAck on the inbox.
+        subjects.git_push_all(),
+        f"{api}.STREAM.NAMES",
+        f"{api}.STREAM.INFO.{topology.events_stream}",
+    ]
+    for name in (topology.validation_stream, topology.failures_stream):
+        publish += [
+            f"{api}.STREAM.INFO.{name}",
+            # Its own durable, created (or updated) by itself, pulled and acked.
+            f"{api}.CONSUMER.CREATE.{name}.{durable}",
+            f"{api}.CONSUMER.CREATE.{name}.{durable}.>",
+            f"{api}.CONSUMER.DURABLE.CREATE.{name}.{durable}",
+            f"{api}.CONSUMER.INFO.{name}.{durable}",
+            f"{api}.CONSUMER.MSG.NEXT.{name}.{durable}",
+            f"$JS.ACK.{name}.{durable}.>",
+            f"$JS.ACK.*.*.{name}.{durable}.>",
+        ]
+    publish += [
+        # An output too large to travel inline is in the content store (output_ref).
+        f"{api}.STREAM.INFO.{content}",
+        f"{api}.STREAM.MSG.GET.{content}",
+        f"{api}.CONSUMER.CREATE.{content}",
+        f"$JS.FC.{content}.>",
+        "$SRV.PING",
+        "$SRV.PING.>",
+        "$SRV.INFO",
+        "$SRV.INFO.>",
+        f"{subjects.prefix}.status.>",
+    ]
+    return Permissions(
+        publish=tuple(dict.fromkeys(publish)),
+        subscribe=(f"{inbox_prefix(CONTROL_PLANE)}.>",),
+    )
+
+
+def _audit_admin_permissions(topology: Topology) -> Permissions:
+    api, audit = "$JS.API", topology.audit_stream
+    return Permissions(
+        publish=(
+            f"{api}.STREAM.CREATE.{audit}",
+            f"{api}.STREAM.UPDATE.{audit}",
+            f"{api}.STREAM.INFO.{audit}",
+        ),
+        subscribe=(f"{inbox_prefix(AUDIT_ADMIN)}.>",),
     )

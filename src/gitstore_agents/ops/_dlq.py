@@ -36,6 +36,7 @@ from ..envelopes import (
     slot_token,
 )
 from ..errors import GitStoreAgentsError
+from ..guardrails import OPERATOR
 from ..telemetry import (
     DecisionRecord,
     audit_message,
@@ -239,7 +240,7 @@ async def requeue_dead_letter(
     return record
 
 
-REQUEUE_ROLE = "operator"
+REQUEUE_ROLE = OPERATOR
 """Role of ``requeued`` audit records (a person or tool, not a worker role)."""
 
 

@@ -124,6 +124,10 @@ class Runtime:
         output_check: The output check (default: ``PolicyOutputCheck``).
         policy: The guardrail policy (default: ``config.policy_file``, else the
             built-in default policy, which allows exactly what the config runs).
+        audit_as: Files every role's audit records under this name
+            (``<prefix>.audit.<audit_as>.<event_id>``) instead of the role's: a
+            tool such as ``replay`` decides as the roles but writes the trail in
+            its operator's name, the only audit subject its identity may use.
 
     Raises:
         ConfigError: unknown roles, or a policy that is invalid or grants less
@@ -139,6 +143,7 @@ class Runtime:
         admission: AdmissionFactory | None = None,
         output_check: OutputCheck | None = None,
         policy: Policy | None = None,
+        audit_as: str | None = None,
     ) -> None:
         self.config = validate_config(config)
         self.roles = tuple(roles) if roles else tuple(r for r in ROLES if r in config.roles)
@@ -158,6 +163,7 @@ class Runtime:
             )
         policy.check_config(self.config, self.roles)
         self.policy = policy
+        self._audit_as = audit_as
         self._admission = admission or (
             lambda role, allowed: PolicyAdmission(policy, role, allowed)
         )
@@ -462,17 +468,19 @@ class Runtime:
         """The role's one way out (boundary, publisher) and its one report path."""
         config = self.config
         # The same subjects the role's NATS user is granted (policy nats-config).
-        boundary = PublishBoundary(
-            self.js, publish_subjects(self.policy, role), violations=self.violations
-        )
-        publisher = JetStreamPublisher(boundary, timeout_s=config.publish_timeout_s)
+        allowed = list(publish_subjects(self.policy, role))
         subjects = config.topology.subjects
+        if self._audit_as is not None:
+            allowed = [s for s in allowed if s != subjects.audit_of_role(role)]
+            allowed.append(subjects.audit_of_role(self._audit_as))
+        boundary = PublishBoundary(self.js, allowed, violations=self.violations)
+        publisher = JetStreamPublisher(boundary, timeout_s=config.publish_timeout_s)
         return Reporter(
             role=role,
             worker_id=self.worker_id,
             subjects=subjects,
             publisher=publisher,
-            audit=AuditLog(publisher, subjects, role),
+            audit=AuditLog(publisher, subjects, self._audit_as or role),
             observer=self.observer,
             backoff_s=config.role(role).backoff_s,
         )

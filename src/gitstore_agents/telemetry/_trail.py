@@ -40,11 +40,35 @@ class TrailEntry(msgspec.Struct, frozen=True, kw_only=True):
     Attributes:
         seq: Sequence of its message in the audit stream (the order decisions
             were stored in; the records of one message share it).
-        record: The record.
+        record: The record. Its ``role`` is the writer's when the subject
+            names one: the server lets an identity publish only under its own
+            role token, so that token, not the record's text, says who wrote it.
+        writer: The role token of the subject the record was stored on
+            (``<prefix>.audit.<writer>.<event_id>``); None for a record of the
+            layout before role tokens (``<prefix>.audit.<event_id>``).
+        claimed_role: The role the record itself named, when it is not its
+            writer's (a forgery, or a tool such as ``replay`` deciding as a role
+            while writing in the operator's name); None when they agree.
     """
 
     seq: int
     record: AuditRecord
+    writer: str | None = None
+    claimed_role: str | None = None
+
+
+def trail_entry(seq: int, record: AuditRecord, subject: str | None) -> TrailEntry:
+    """The entry of ``record`` (message ``seq``, on ``subject``): its role is the writer's."""
+    tokens = (subject or "").split(".")
+    writer = tokens[-2] if len(tokens) >= 4 and tokens[-3] == "audit" else None
+    if writer is None or writer == record.role:
+        return TrailEntry(seq=seq, record=record, writer=writer)
+    return TrailEntry(
+        seq=seq,
+        record=msgspec.structs.replace(record, role=writer),
+        writer=writer,
+        claimed_role=record.role,
+    )
 
 
 async def read_event_trail(
@@ -123,10 +147,11 @@ async def _receive_batch(
         if status is None:
             seq = int(headers.get("Nats-Sequence", "0"))
             last = seq
+            subject = headers.get("Nats-Subject")
             # A record something else wrote is skipped, not fatal.
             with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
                 batch = _DECODER.decode(msg.data)
-                entries.extend(TrailEntry(seq=seq, record=r) for r in batch.records)
+                entries.extend(trail_entry(seq, r, subject) for r in batch.records)
             continue
         if status == "204":  # end of batch
             return last, int(headers.get("Nats-Num-Pending", "0")) > 0
