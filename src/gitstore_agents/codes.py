@@ -111,6 +111,7 @@ _CODES = (
     Code("stream-unavailable", True, "a stream could not be read"),
     Code("draining", True, "the worker stopped before the work finished; handed back"),
     Code("topology-missing", True, "a stream, consumer or bucket the role needs is missing"),
+    Code("consumer-drift", False, "a durable's settings differ from its role's; not started"),
     Code(
         "audit-stream-differs",
         False,
@@ -130,6 +131,7 @@ _CODES = (
     # -- operator tools -----------------------------------------------------------------------
     Code("dead-letter-not-found", False, "no dead letter has the requested id"),
     Code("already-requeued", False, "the dead letter was requeued before"),
+    Code("rewind-failed", False, "a durable could not be rewound (missing, refused, no reset)"),
     Code("audit-unavailable", True, "the audit stream could not be read"),
     Code("status-request-invalid", False, "a status request names no valid event or key"),
     Code("status-unavailable", True, "no status service answered"),

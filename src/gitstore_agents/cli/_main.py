@@ -24,6 +24,7 @@ from . import (
     _policy,
     _provision,
     _replay,
+    _rewind,
     _sandbox,
     _schema,
     _status,
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     _dev.register(commands)
     _worker.register(commands)
     _provision.register(commands)
+    _rewind.register(commands)
     _dlq.register(commands)
     _replay.register(commands)
     _history.register(commands)

@@ -31,6 +31,7 @@ ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
     "GITSTORE_TOPOLOGY_PREFIX": ("topology", "prefix"),
     "GITSTORE_DRAIN_GRACE_S": ("drain_grace_s",),
     "GITSTORE_PROVISION_ON_START": ("provision_on_start",),
+    "GITSTORE_ON_CONSUMER_DRIFT": ("on_consumer_drift",),
 }
 """Environment variables that override one setting each (they win over the file)."""
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -241,6 +241,11 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
         policy_file: Guardrails policy (enforced once the policy lands).
         provision_on_start: Create or update the topology at start; otherwise
             only verify it (when a provisioning job owns it).
+        on_consumer_drift: What a worker that only verifies does when a durable's
+            settings (ack wait, backoff, max deliver, max ack pending, filter)
+            differ from its role's: ``refuse`` to start, naming each difference,
+            or ``provision`` the durable back to them (its NATS user must be
+            allowed to update it).
         worker_id: This process's name in logs and audit records (default: host and pid).
         roles: Role name to its configuration.
     """
@@ -252,6 +257,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     publish_timeout_s: PositiveSeconds = 5.0
     policy_file: str | None = None
     provision_on_start: bool = True
+    on_consumer_drift: Literal["refuse", "provision"] = "refuse"
     worker_id: str | None = None
     roles: dict[str, RoleConfig] = msgspec.field(default_factory=dict)
 

@@ -1,7 +1,9 @@
 """Consumers: the JetStream side of the runtime, and nothing else.
 
 How messages come in and go out: connecting (``connect``), provisioning and
-verifying the topology (``provision``, ``verify``), keeping a pull request
+verifying the topology (``provision``, ``verify``: a durable whose settings
+drifted from its role's is refused or restored), rewinding a role's durable
+(``rewind_consumer``), keeping a pull request
 open and settling every delivery (``PullWorker``), publishing through a role's
 boundary and learning what became of each message (``JetStreamPublisher``:
 stored, already stored, or failed), reading what a slot holds
@@ -37,8 +39,12 @@ from ._publisher import (
 )
 from ._results import JetStreamResults, ResultStore, StoredMessage
 from ._retry import nak_delay_for, retry_delay_s
+from ._rewind import RewindError, Rewound, rewind_consumer, sequence_at
 from ._topology import (
+    ConsumerDriftError,
     ConsumerSpec,
+    Drift,
+    consumer_drift,
     dead_letter_consumer,
     provision,
     provision_buckets,
@@ -54,10 +60,12 @@ __all__ = [
     "MIGRATED_FROM",
     "SLOT_TAKEN",
     "AuditStreamDiffersError",
+    "ConsumerDriftError",
     "ConsumerSpec",
     "ContentUnavailableError",
     "Decision",
     "Delivery",
+    "Drift",
     "Handler",
     "JetStreamPublisher",
     "JetStreamResults",
@@ -70,6 +78,8 @@ __all__ = [
     "PullWorker",
     "ResultStore",
     "ResultsUnavailableError",
+    "RewindError",
+    "Rewound",
     "Settle",
     "StoredMessage",
     "TopologyError",
@@ -78,6 +88,7 @@ __all__ = [
     "audit_stream_drift",
     "connect",
     "connect_options",
+    "consumer_drift",
     "dead_letter_consumer",
     "migrate_to_slots",
     "nak_delay_for",
@@ -88,7 +99,9 @@ __all__ = [
     "provision_consumer",
     "provision_streams",
     "retry_delay_s",
+    "rewind_consumer",
     "role_consumer",
+    "sequence_at",
     "slot_taken",
     "verify",
 ]

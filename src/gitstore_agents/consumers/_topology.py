@@ -36,6 +36,7 @@ from ..config import (
     Config,
     Topology,
 )
+from ..errors import GitStoreAgentsError
 from ..sandbox import ModuleStore, upload_reference_modules
 from ._audit_stream import provision_audit_stream
 from ._errors import TopologyError
@@ -228,29 +229,104 @@ def _bucket_settings(config: StreamConfig) -> tuple[object, ...]:
     )
 
 
-async def provision_consumer(js: JetStreamContext, spec: ConsumerSpec) -> None:
-    """Create the durable, or bring an existing one's owned settings in line."""
+class Drift(msgspec.Struct, frozen=True, kw_only=True):
+    """One setting of a durable that differs from what its role's configuration makes.
+
+    Attributes:
+        field: The JetStream consumer setting (``ack_wait``, ``backoff`` ...).
+        expected: Its value from the role's configuration.
+        actual: Its value on the server.
+    """
+
+    field: str
+    expected: str
+    actual: str
+
+    def __str__(self) -> str:
+        return f"{self.field} expected {self.expected}, actual {self.actual}"
+
+
+class ConsumerDriftError(GitStoreAgentsError):
+    """A durable's settings differ from its role's configuration (``on_consumer_drift: refuse``).
+
+    Attributes:
+        drifts: ``(stream/durable, differences)`` of each consumer that differs.
+    """
+
+    code = "consumer-drift"
+    retryable = False
+
+    def __init__(self, drifts: Sequence[tuple[ConsumerSpec, Sequence[Drift]]], roles: str) -> None:
+        described = "; ".join(
+            f"{spec.stream}/{spec.durable}: " + ", ".join(str(d) for d in found)
+            for spec, found in drifts
+        )
+        super().__init__(
+            f"consumer settings differ from the role configuration, refusing to run on them: "
+            f"{described}. Restore them with `gitstore-agents provision {roles}` (or set "
+            "on_consumer_drift: provision), or change the role's configuration to match"
+        )
+        self.drifts = [(f"{spec.stream}/{spec.durable}", list(found)) for spec, found in drifts]
+
+
+def consumer_drift(spec: ConsumerSpec, actual: ConsumerConfig) -> list[Drift]:
+    """Every setting the role owns that ``actual`` (a durable's config) has otherwise.
+
+    The deliver policy and start are not among them: they are the operator's
+    (a rewind's).
+    """
+    wanted = _owned(spec.apply(copy.deepcopy(actual)))
+    found = _owned(actual)
+    return [
+        Drift(field=name, expected=wanted[name], actual=found[name])
+        for name in wanted
+        if wanted[name] != found[name]
+    ]
+
+
+async def provision_consumer(js: JetStreamContext, spec: ConsumerSpec) -> list[Drift]:
+    """Create the durable, or bring an existing one's owned settings in line.
+
+    Returns:
+        What was brought in line (nothing for a new or unchanged durable).
+    """
     try:
         info = await js.consumer_info(spec.stream, spec.durable)
     except NotFoundError:
         await js.add_consumer(spec.stream, spec.config())
-        return
-    wanted = spec.apply(copy.deepcopy(info.config))
-    if _owned(wanted) != _owned(info.config):
-        await js.add_consumer(spec.stream, wanted)
+        return []
+    drifts = consumer_drift(spec, info.config)
+    if drifts:
+        await js.add_consumer(spec.stream, spec.apply(copy.deepcopy(info.config)))
+        log.warning(
+            "consumer settings restored",
+            stream=spec.stream,
+            durable=spec.durable,
+            drifts=[str(d) for d in drifts],
+        )
+    return drifts
 
 
-def _owned(config: ConsumerConfig) -> tuple[object, ...]:
+def _owned(config: ConsumerConfig) -> dict[str, str]:
+    """The settings a role owns, as text (what a drift message shows)."""
+    filters = list(config.filter_subjects or ()) or [config.filter_subject or ""]
+    backoff = [_seconds(b) for b in config.backoff or ()]
+    # The server's answer holds plain strings where nats-py's own configs hold enums.
+    ack_policy = AckPolicy(config.ack_policy).value if config.ack_policy else "none"
+    return {
+        "ack_policy": ack_policy,
+        "ack_wait": _seconds(config.ack_wait or 0),
+        "backoff": f"[{', '.join(backoff)}]" if backoff else "none",
+        "max_deliver": str(config.max_deliver if config.max_deliver is not None else -1),
+        "max_ack_pending": str(config.max_ack_pending),
+        "filter_subjects": ", ".join(sorted(filters)),
+    }
+
+
+def _seconds(value: float) -> str:
     # Durations travel as integer nanoseconds (nats-py truncates: 8.2 s comes
     # back as 8.199999999 s), so compare them at millisecond precision.
-    filters = tuple(config.filter_subjects or ()) or (config.filter_subject,)
-    return (
-        round(config.ack_wait or 0, 3),
-        config.max_deliver,
-        config.max_ack_pending,
-        tuple(round(b, 3) for b in config.backoff or ()),
-        filters,
-    )
+    return f"{round(value, 3):.3f}".rstrip("0").rstrip(".") + "s"
 
 
 async def provision(
@@ -285,13 +361,20 @@ async def provision(
 
 
 async def verify(js: JetStreamContext, config: Config, roles: tuple[str, ...]) -> None:
-    """Check that everything ``roles`` need exists (for workers that may not provision).
+    """Check that everything ``roles`` need exists and their durables have their settings.
+
+    For workers that may not provision. A durable whose owned settings differ
+    from the role's (a rewind that recreated it otherwise, a hand edit) is
+    refused, or brought in line with ``on_consumer_drift: provision``.
 
     Raises:
         TopologyError: listing what is missing.
+        ConsumerDriftError: naming each durable and setting that differs
+            (``on_consumer_drift: refuse``).
     """
     topology = config.topology
     missing: list[str] = []
+    drifted: list[tuple[ConsumerSpec, list[Drift]]] = []
     slots = set(topology.slot_streams())
     for stream_config in topology.stream_configs():
         assert stream_config.name is not None
@@ -306,8 +389,18 @@ async def verify(js: JetStreamContext, config: Config, roles: tuple[str, ...]) -
     for role in roles:
         for spec in (role_consumer(config, role), dead_letter_consumer(config, role)):
             try:
-                await js.consumer_info(spec.stream, spec.durable)
+                info = await js.consumer_info(spec.stream, spec.durable)
             except NotFoundError:
                 missing.append(f"consumer {spec.stream}/{spec.durable}")
+                continue
+            drifts = consumer_drift(spec, info.config)
+            if drifts:
+                drifted.append((spec, drifts))
     if missing:
         raise TopologyError("missing (run `gitstore-agents provision`): " + ", ".join(missing))
+    if not drifted:
+        return
+    if config.on_consumer_drift != "provision":
+        raise ConsumerDriftError(drifted, " ".join(f"--role {role}" for role in roles))
+    for spec, _ in drifted:
+        await provision_consumer(js, spec)
