@@ -38,6 +38,7 @@ from .support import eventually
 from .wasm_modules import echo_module
 
 EVENT_ID = "0193f1c2-0000-7000-8000-000000000001"
+GIT_EVENT = Path(__file__).resolve().parent / "data" / "git-event.json"
 # A bound on how long a failing command may take with --connect-timeout 1:
 # interpreter start, imports and the one-second timeout, with room for a busy CI box.
 BOUND_S = 10.0
@@ -56,6 +57,8 @@ CONNECTING: dict[str, list[str]] = {
     "status ping": ["status", "ping"],
     "status event": ["status", "event", EVENT_ID],
     "status key": ["status", "key", "sha256:" + "0" * 64],
+    "publish": ["publish", str(GIT_EVENT)],
+    "rewind": ["rewind", "--role", "markdown-compiler", "--to-seq", "1"],
 }
 # Every command that reads a configuration file, with its other arguments.
 WITH_CONFIG: dict[str, list[str]] = {
@@ -264,9 +267,16 @@ def test_ctrl_c_while_connecting_is_one_line_and_exit_130(empty_config: Path) ->
 def test_every_connecting_command_takes_the_same_connection_options(command: str) -> None:
     args = CONNECTING.get(command, ["worker"])
     options = ["--config", "c.yaml", "--nats-url", "nats://h:1", "--creds", "x.creds"]
-    options += ["--connect-timeout", "2.5"]
+    options += ["--connect-timeout", "2.5", "--tls-ca", "ca.pem", "--tls-cert", "c.crt"]
+    options += ["--tls-key", "c.key", "--tls-server-name", "nats.example.com"]
     parsed = _parse([*args, *options])
     assert (parsed.nats_url, parsed.creds, parsed.connect_timeout) == ("nats://h:1", "x.creds", 2.5)
+    assert (parsed.tls_ca, parsed.tls_cert, parsed.tls_key, parsed.tls_server_name) == (
+        "ca.pem",
+        "c.crt",
+        "c.key",
+        "nats.example.com",
+    )
     assert str(parsed.config) == "c.yaml"
 
 

@@ -3,9 +3,8 @@
 Every command that connects to NATS takes the same connection options, listed
 once in ``CONNECTION_OPTIONS``: each overrides one ``nats.*`` setting of the
 configuration (file, then ``GITSTORE_*`` variables, then the option). A new
-one (``--tls-ca``, ``--tls-cert``, ``--tls-key``) is one entry there plus the
-``NatsSettings`` field it sets; every command gets it, and ``connected`` uses
-it, without further changes.
+one is one entry there plus the ``NatsSettings`` field it sets; every command
+gets it, and ``connected`` uses it, without further changes.
 """
 
 from __future__ import annotations
@@ -70,6 +69,25 @@ CONNECTION_OPTIONS: tuple[ConnectionOption, ...] = (
         "FILE",
         ".creds file (JWT and nkey seed) to authenticate with, instead of user/password",
         replaces=("user", "password"),
+    ),
+    ConnectionOption(
+        "--tls-ca",
+        "tls_ca_file",
+        "FILE",
+        "CA certificate(s) (PEM) the server's certificate is checked against",
+    ),
+    ConnectionOption(
+        "--tls-cert",
+        "tls_cert_file",
+        "FILE",
+        "client certificate (PEM), for a server that verifies clients; with --tls-key",
+    ),
+    ConnectionOption("--tls-key", "tls_key_file", "FILE", "the client certificate's key (PEM)"),
+    ConnectionOption(
+        "--tls-server-name",
+        "tls_server_name",
+        "NAME",
+        "name expected in the server's certificate, when not the URL's host",
     ),
     ConnectionOption(
         "--connect-timeout",

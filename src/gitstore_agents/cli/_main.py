@@ -23,6 +23,7 @@ from . import (
     _modules,
     _policy,
     _provision,
+    _publish,
     _replay,
     _rewind,
     _sandbox,
@@ -56,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     _dev.register(commands)
     _worker.register(commands)
     _provision.register(commands)
+    _publish.register(commands)
     _rewind.register(commands)
     _dlq.register(commands)
     _replay.register(commands)

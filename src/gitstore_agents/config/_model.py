@@ -32,6 +32,17 @@ class NatsSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
         password: Password, for user/password auth.
         inbox_prefix: Prefix of this process's reply inboxes (lets the server
             narrow a role's subscribe permissions).
+        tls_ca_file: CA certificate(s) (PEM) that sign the server's certificate;
+            without it the system's trust store is used. With any ``tls_*``
+            file set (or a ``tls://`` URL) a server that does not use TLS is
+            refused.
+        tls_cert_file: Client certificate (PEM), for servers that verify
+            clients (``verify: true``); needs ``tls_key_file``.
+        tls_key_file: The client certificate's private key (PEM).
+        tls_server_name: Name expected in the server's certificate, when it
+            differs from the URL's host (an IP address, a load balancer).
+        tls_verify: Verify the server's certificate and name; ``false`` only
+            for a throwaway development server.
         connect_timeout_s: Timeout of one connection attempt.
         reconnect_wait_s: Pause between reconnection attempts.
         request_timeout_s: Timeout of JetStream API and KV requests.
@@ -42,6 +53,11 @@ class NatsSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     user: str | None = None
     password: str | None = None
     inbox_prefix: str | None = None
+    tls_ca_file: str | None = None
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    tls_server_name: str | None = None
+    tls_verify: bool = True
     connect_timeout_s: PositiveSeconds = 5.0
     reconnect_wait_s: PositiveSeconds = 1.0
     request_timeout_s: PositiveSeconds = 5.0

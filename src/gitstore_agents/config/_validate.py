@@ -54,6 +54,11 @@ def _check_nats(config: Config) -> list[str]:
         problems.append("nats: creds_file and user/password are mutually exclusive")
     if nats.password and not nats.user:
         problems.append("nats.password is set but nats.user is not")
+    if bool(nats.tls_cert_file) != bool(nats.tls_key_file):
+        problems.append(
+            "nats.tls_cert_file and nats.tls_key_file go together: a client certificate "
+            "needs its key"
+        )
     return problems
 
 

@@ -18,7 +18,7 @@ from ._audit_stream import (
     audit_stream_drift,
     provision_audit_stream,
 )
-from ._connect import NatsUnreachableError, connect, connect_options
+from ._connect import NatsUnreachableError, connect, connect_options, tls_context
 from ._decision import Decision, Handler, Settle
 from ._delivery import Delivery
 from ._errors import (
@@ -103,5 +103,6 @@ __all__ = [
     "role_consumer",
     "sequence_at",
     "slot_taken",
+    "tls_context",
     "verify",
 ]

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -65,7 +66,49 @@ def connect_options(settings: NatsSettings, *, name: str) -> dict[str, Any]:
         options["user"], options["password"] = settings.user, settings.password
     if settings.inbox_prefix:
         options["inbox_prefix"] = settings.inbox_prefix
+    context = tls_context(settings)
+    if context is not None:
+        options["tls"] = context
+        if settings.tls_server_name:
+            options["tls_hostname"] = settings.tls_server_name
     return options
+
+
+def uses_tls(settings: NatsSettings) -> bool:
+    """True when ``settings`` ask for TLS: a ``tls_*`` file, or a ``tls://`` URL."""
+    return bool(
+        settings.tls_ca_file
+        or settings.tls_cert_file
+        or any(url.startswith("tls://") for url in servers_of(settings))
+    )
+
+
+def tls_context(settings: NatsSettings) -> ssl.SSLContext | None:
+    """The TLS context of ``settings`` (None when they ask for no TLS).
+
+    The server's certificate is checked against ``tls_ca_file`` (else the
+    system's trust store) and its name against the URL's host (or
+    ``tls_server_name``); the client presents ``tls_cert_file`` when set.
+
+    Raises:
+        ConfigError: a file cannot be read, or holds no certificate or key.
+    """
+    if not uses_tls(settings):
+        return None
+    _check_readable(settings)
+    try:
+        context = ssl.create_default_context(cafile=settings.tls_ca_file)
+        if settings.tls_cert_file and settings.tls_key_file:
+            context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+    except ssl.SSLError as exc:
+        raise ConfigError(
+            f"nats TLS files ({_tls_files(settings)}) cannot be used: {exc.reason or exc}; "
+            f"{_CHECK_TLS}"
+        ) from None
+    if not settings.tls_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 def servers_of(settings: NatsSettings) -> list[str]:
@@ -85,7 +128,7 @@ async def connect(settings: NatsSettings, *, name: str, **callbacks: Callback) -
         ConfigError: ``nats.creds_file`` cannot be read (no attempt is made).
         NatsUnreachableError: no server accepted the connection in time.
     """
-    _check_creds(settings)
+    _check_readable(settings)
     options = connect_options(settings, name=name)
     servers = len(options["servers"])
     client = Client()
@@ -132,6 +175,15 @@ async def connect(settings: NatsSettings, *, name: str, **callbacks: Callback) -
         error = attempt.exception()
         if error is None:
             gave_up.cancel()
+            if uses_tls(settings) and not (client._server_info or {}).get("tls_required"):
+                # nats-py upgrades to TLS only when the server asks: never run
+                # in the clear on a configuration that says TLS.
+                await _abandon(client, attempt, gave_up)
+                raise NatsUnreachableError(
+                    f"NATS at {settings.url} does not use TLS, but nats.tls_* (or a tls:// "
+                    f"URL) asks for it; {_CHECK_TLS}",
+                    cause="server without TLS",
+                )
             connected = True
             return client
         failures.append(error)
@@ -142,6 +194,11 @@ async def connect(settings: NatsSettings, *, name: str, **callbacks: Callback) -
 def _unreachable(settings: NatsSettings, last: BaseException | None) -> NatsUnreachableError:
     """The error for a failed connect to ``settings.url`` whose last attempt raised ``last``."""
     cause, hint = _explain(last)
+    if hint is _CHECK_TLS:
+        return NatsUnreachableError(
+            f"TLS with NATS at {settings.url} failed ({cause.removeprefix('TLS: ')}); {hint}",
+            cause=cause,
+        )
     if hint is _CHECK_AUTH:
         # The server answered: it is the identity, not the address, that is wrong.
         return NatsUnreachableError(
@@ -172,6 +229,10 @@ async def _abandon(client: Client, *tasks: asyncio.Future[Any]) -> None:
 
 _CHECK_URL = "check --nats-url / nats.url and that the server is running"
 _CHECK_AUTH = "check --creds / nats.creds_file (or nats.user and nats.password)"
+_CHECK_TLS = (
+    "check --tls-ca, --tls-cert, --tls-key, --tls-server-name / nats.tls_ca_file, "
+    "nats.tls_cert_file, nats.tls_key_file, nats.tls_server_name"
+)
 
 
 def _refused_credentials(client: Client, exc: Exception) -> Exception | None:
@@ -195,19 +256,43 @@ def _explain(exc: BaseException | None) -> tuple[str, str]:
         return "no answer", _CHECK_URL
     if isinstance(exc, nats.errors.AuthorizationError) or "authorization" in str(exc).lower():
         return "authorization violation", _CHECK_AUTH
+    if isinstance(exc, ssl.SSLError):
+        return _explain_tls(exc), _CHECK_TLS
+    return _explain_socket(exc), _CHECK_URL
+
+
+def _explain_socket(exc: BaseException) -> str:
     if isinstance(exc, ConnectionRefusedError):
-        return "connection refused", _CHECK_URL
+        return "connection refused"
     if isinstance(exc, socket.gaierror):
-        return f"cannot resolve the host: {exc.strerror or exc}", _CHECK_URL
+        return f"cannot resolve the host: {exc.strerror or exc}"
     if isinstance(exc, OSError):
-        return (exc.strerror or str(exc) or type(exc).__name__).lower(), _CHECK_URL
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, _CHECK_URL
+        return (exc.strerror or str(exc) or type(exc).__name__).lower()
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
-def _check_creds(settings: NatsSettings) -> None:
-    # nats-py reads the file during the handshake and would report a missing
-    # one as a failed connection; name the file instead.
-    path = settings.creds_file
-    if path and not os.access(path, os.R_OK):
-        reason = "no such file" if not os.path.exists(path) else "not readable"
-        raise ConfigError(f"nats.creds_file {path}: {reason}; check --creds / nats.creds_file")
+def _explain_tls(exc: ssl.SSLError) -> str:
+    # "certificate verify failed: unable to get local issuer certificate", or
+    # the alert a server sent ("tlsv13 alert certificate required").
+    if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
+        return f"TLS: certificate verify failed: {exc.verify_message}"
+    return f"TLS: {(exc.reason or str(exc)).lower().replace('_', ' ')}"
+
+
+def _check_readable(settings: NatsSettings) -> None:
+    # nats-py reads the creds file during the handshake and would report a
+    # missing one as a failed connection; name the file instead.
+    for field, path, option in (
+        ("creds_file", settings.creds_file, "--creds"),
+        ("tls_ca_file", settings.tls_ca_file, "--tls-ca"),
+        ("tls_cert_file", settings.tls_cert_file, "--tls-cert"),
+        ("tls_key_file", settings.tls_key_file, "--tls-key"),
+    ):
+        if path and not os.access(path, os.R_OK):
+            reason = "no such file" if not os.path.exists(path) else "not readable"
+            raise ConfigError(f"nats.{field} {path}: {reason}; check {option} / nats.{field}")
+
+
+def _tls_files(settings: NatsSettings) -> str:
+    files = (settings.tls_ca_file, settings.tls_cert_file, settings.tls_key_file)
+    return ", ".join(path for path in files if path) or "the system's trust store"
