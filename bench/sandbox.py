@@ -6,8 +6,9 @@ Run from the repository root::
 
 Every loop runs the same module on the same input: the packaged
 ``markdown-compile`` reference module on the sample product file of
-``examples/git-push.json`` (a WAT module doing comparable byte work when the
-reference module is not built). The raw loops are what one would write with
+the packaged sample event (``gitstore_agents.embedded.sample_event``; a
+WAT module doing comparable byte work when the reference module is not
+built). The raw loops are what one would write with
 wasmtime-py alone: ``InstancePre``, a fresh ``Store`` and ``WasiConfig`` per
 task, stdin from memory, ``_start``:
 
@@ -42,6 +43,7 @@ from pathlib import Path
 import msgspec
 import wasmtime
 
+from gitstore_agents.embedded import sample_event
 from gitstore_agents.envelopes import MarkdownInput, canonical_json
 from gitstore_agents.sandbox import Sandbox, SandboxLimits, reference_module_path
 from gitstore_agents.sandbox._engine import engine_config
@@ -98,7 +100,7 @@ def load_module() -> tuple[str, bytes]:
 
 def product_input() -> bytes:
     """The markdown-compile stdin for the sample product file, as the planner builds it."""
-    event = json.loads((REPO_ROOT / "examples" / "git-push.json").read_text())
+    event = json.loads(sample_event())
     blob = next(b for b in event["blobs"] if b["path"].endswith(".md"))
     task_input = MarkdownInput(path=blob["path"], content=blob["content"])
     return canonical_json(msgspec.to_builtins(task_input))

@@ -12,6 +12,7 @@ import docker
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 
+from gitstore_agents.embedded import sample_event
 from gitstore_agents.envelopes import GitEvent, decode
 
 T = TypeVar("T")
@@ -64,8 +65,8 @@ async def stream_messages(js: JetStreamContext, stream: str, subject: str) -> li
 
 
 def example_event() -> GitEvent:
-    """The sample git event shipped in ``examples/``."""
-    return decode((EXAMPLES / "git-push.json").read_bytes(), GitEvent)
+    """The sample git event shipped in the package (its blobs are ``examples/products/``)."""
+    return decode(sample_event(), GitEvent)
 
 
 def docker_available() -> bool:

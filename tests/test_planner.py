@@ -78,5 +78,5 @@ def test_example_event_carries_the_example_files() -> None:
     event: GitEvent = example_event()
     for blob in event.blobs:
         on_disk = (EXAMPLES / blob.path).read_text()
-        assert blob.content == on_disk, f"examples/git-push.json is stale for {blob.path}"
+        assert blob.content == on_disk, f"the packaged sample event is stale for {blob.path}"
         assert blob.blob_oid == git_blob_oid(on_disk.encode())

@@ -135,6 +135,7 @@ _CODES = (
     Code("audit-unavailable", True, "the audit stream could not be read"),
     Code("status-request-invalid", False, "a status request names no valid event or key"),
     Code("status-unavailable", True, "no status service answered"),
+    Code("parent-task-gone", False, "a compile result's task left the tasks stream (retention)"),
 )
 
 CODES: dict[str, Code] = {code.name: code for code in _CODES}

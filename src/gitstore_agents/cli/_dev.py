@@ -21,7 +21,8 @@ def register(commands: Any) -> None:
         description=(
             "Start a bundled nats-server with JetStream, provision streams and consumers, "
             "and run every role. With --demo, publish the sample git event, print the "
-            "validation requests it produced (and its follow-ups' outcomes), and exit."
+            "validation requests the configured modules produce for it (and its follow-ups' "
+            "outcomes), and exit; after a module changes, run it again to see the new results."
         ),
     )
     parser.add_argument(
@@ -30,8 +31,8 @@ def register(commands: Any) -> None:
     parser.add_argument(
         "--event",
         type=Path,
-        default=Path("examples/git-push.json"),
-        help="git event JSON for --demo (default: %(default)s)",
+        default=None,
+        help="git event JSON for --demo (default: the sample push shipped in the package)",
     )
     parser.add_argument(
         "--data-dir",
@@ -55,12 +56,8 @@ def register(commands: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Execute ``dev``."""
     configure_logging(json=False, level=args.log_level)
-    if args.demo and not args.event.is_file():
-        print(
-            f"gitstore-agents dev: error: --event {args.event} is not a file "
-            "(run from the repository root or pass --event)",
-            file=sys.stderr,
-        )
+    if args.demo and args.event is not None and not args.event.is_file():
+        print(f"gitstore-agents dev: error: --event {args.event} is not a file", file=sys.stderr)
         return 2
     # A configuration that cannot be read fails here, before a nats-server is
     # started that nothing would stop.
@@ -68,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
     return asyncio.run(
         run_dev(
             args.data_dir,
-            demo_event=args.event if args.demo else None,
+            demo=args.demo,
+            demo_event=args.event,
             port=args.port,
             timeout_s=args.timeout,
             config_path=args.config,

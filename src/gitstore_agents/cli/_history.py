@@ -61,7 +61,10 @@ def register(commands: Any) -> None:
         "--module", required=True, help="candidate: file:PATH, sha256:DIGEST or reference:NAME"
     )
     preview_parser.add_argument(
-        "--diffs", type=int, default=20, help="changed resources shown with a diff (default 20)"
+        "--diffs",
+        type=int,
+        default=20,
+        help="changed, removed and added resources shown, each (default 20)",
     )
     _window_arguments(preview_parser)
     preview_parser.set_defaults(run=run_preview)
@@ -92,7 +95,7 @@ def run_preview(args: argparse.Namespace) -> int:
 
     async def go(runtime: Runtime, window: Window) -> int:
         report = await preview(runtime, args.kind, args.module, window, max_diffs=args.diffs)
-        print(_json(report) if args.json else render_preview(report))
+        print(_json(report) if args.json else render_preview(report, max(args.diffs, 0)))
         return 0
 
     return _with_runtime(args, go)
@@ -137,8 +140,8 @@ def _json(report: PreviewReport | BackfillReport) -> str:
     return json.dumps(msgspec.to_builtins(report), indent=2, sort_keys=True)
 
 
-def render_preview(report: PreviewReport) -> str:
-    """The preview for people: counts, fields, segments, diffs."""
+def render_preview(report: PreviewReport, max_shown: int = 20) -> str:
+    """The preview for people: counts, fields, segments, and the first changes of each sort."""
     lines = [
         f"preview of {report.kind}: configured {report.configured_module}",
         f"                      candidate  {report.candidate_module}",
@@ -155,7 +158,11 @@ def render_preview(report: PreviewReport) -> str:
     if report.segments:
         lines.append("where the changes concentrate (changed / inputs):")
         lines += [f"  {s.name}: {s.changes} / {s.inputs}" for s in report.segments[:15]]
+    shown: dict[str, int] = {}
     for change in report.changes:
+        shown[change.change] = shown.get(change.change, 0) + 1
+        if shown[change.change] > max_shown:
+            continue
         lines.append(
             f"{change.change.upper()} {change.path} ({change.stored} -> {change.candidate})"
         )
@@ -163,6 +170,11 @@ def render_preview(report: PreviewReport) -> str:
             lines.append(f"  {change.message}")
         if change.diff:
             lines += [f"  {line}" for line in change.diff.splitlines()]
+    lines += [
+        f"... and {n - max_shown} more {change} (--json lists every one)"
+        for change, n in shown.items()
+        if n > max_shown
+    ]
     if report.skipped.counts:
         lines.append(f"skipped history: {report.skipped.counts}")
         lines += [f"  {example}" for example in report.skipped.examples]

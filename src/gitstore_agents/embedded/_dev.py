@@ -7,6 +7,8 @@ import contextlib
 import json
 import signal
 import sys
+from collections.abc import Sequence
+from importlib import resources
 from pathlib import Path
 from typing import TextIO
 
@@ -14,10 +16,30 @@ import msgspec
 from nats.aio.client import Client
 from nats.js.api import DeliverPolicy
 
-from ..config import EXTENSION_RUN, MARKDOWN_COMPILE, Config, Topology, load_config
-from ..envelopes import FailureDiagnostic, GitEvent, ValidationRequest, decode, headers
+from ..config import MARKDOWN_COMPILE, Config, Topology, load_config
+from ..consumers import Delivery
+from ..envelopes import (
+    ExtensionRef,
+    FailureDiagnostic,
+    GitEvent,
+    TaskRequest,
+    ValidationRequest,
+    decode,
+    headers,
+    slot_token,
+)
+from ..ops import follow_ups_of, planned_tasks, publish_tasks, task_publisher
+from ..pipeline import Carrier, Derived
 from ..service import Runtime
 from ._nats_server import NatsServer
+
+
+def sample_event() -> bytes:
+    """The sample git push shipped in the package (``dev --demo`` publishes it).
+
+    Its blobs are the product files in the repository's ``examples/products/``.
+    """
+    return (resources.files(__package__) / "git-push.json").read_bytes()
 
 
 class DemoTimeoutError(Exception):
@@ -96,6 +118,134 @@ async def wait_for_validation(
     return found
 
 
+class Outcome(msgspec.Struct, frozen=True, kw_only=True):
+    """What a task's slots hold: its validation request or its diagnostic.
+
+    Attributes:
+        task: The task.
+        seq: Stream sequence of what is stored.
+        subject: Its subject.
+        result: The validation request (the task succeeded).
+        failure: The diagnostic (it failed).
+    """
+
+    task: TaskRequest
+    seq: int
+    subject: str
+    result: ValidationRequest | None = None
+    failure: FailureDiagnostic | None = None
+
+
+async def task_outcomes(
+    runtime: Runtime, tasks: Sequence[TaskRequest], timeout_s: float
+) -> list[Outcome]:
+    """The outcome of each of ``tasks`` stored within ``timeout_s`` (missing ones left out)."""
+    results, topology = runtime.results, runtime.config.topology
+    assert results is not None
+    subjects = topology.subjects
+    found: dict[str, Outcome] = {}
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        for task in tasks:
+            key = task.idempotency_key
+            if key in found:
+                continue
+            subject = subjects.validation(task.kind, key)
+            stored = await results.last(topology.validation_stream, subject)
+            if stored is not None:
+                result = decode(stored.data, ValidationRequest)
+                found[key] = Outcome(task=task, seq=stored.seq, subject=subject, result=result)
+                continue
+            subject = subjects.failure(task.kind, slot_token(key))
+            stored = await results.last(topology.failures_stream, subject)
+            if stored is not None:
+                failure = msgspec.json.decode(stored.data, type=FailureDiagnostic)
+                found[key] = Outcome(task=task, seq=stored.seq, subject=subject, failure=failure)
+        if len(found) == len(tasks) or loop.time() >= deadline:
+            return [found[t.idempotency_key] for t in tasks if t.idempotency_key in found]
+        # Results are one slot read away; the workers take a few ms per task.
+        await asyncio.sleep(0.05)
+
+
+async def _demo(runtime: Runtime, event: GitEvent, timeout_s: float, out: TextIO) -> None:
+    """Publish ``event``, then show what the configured modules make of it.
+
+    A module rebuilt since the last run derives new task keys. The event is
+    a duplicate then, so the planner is not asked again: the demo derives the
+    tasks the configuration in force would run (as ``backfill`` does) and
+    publishes them to their slots. Slots still holding a result (a module
+    that did not change) stay as they are; new keys run the new module.
+    """
+    topology = runtime.config.topology
+    subject = topology.subjects.git_push(event.repository_id)
+    duplicate = await publish_git_event(runtime.nc, topology, event)
+    out.write(
+        f"published git event {event.event_id} to {subject}"
+        + (" (a duplicate: showing what the configured modules make of it)" if duplicate else "")
+        + "\n"
+    )
+    delivery = Delivery(
+        subject=subject,
+        data=msgspec.json.encode(event),
+        headers={headers.MSG_ID: event.event_id},
+        stream=topology.events_stream,
+        consumer="demo",
+    )
+    compile_tasks = await planned_tasks(runtime, delivery)
+    compiler, _ = runtime.config.kind(MARKDOWN_COMPILE)
+    kinds = [MARKDOWN_COMPILE, *runtime.config.role(compiler).follow_ups]
+    publisher = task_publisher(runtime, kinds)
+    carrier = Carrier(publisher, runtime.content)
+
+    async def run(tasks: list[Derived]) -> list[Outcome]:
+        carried = [await carrier.task(t) for t in tasks]
+        await publish_tasks(publisher, runtime, carried, event.request_id)
+        return await task_outcomes(runtime, [t.task for t in tasks], timeout_s)
+
+    compiled = await run(compile_tasks)
+    if len(compiled) < len(compile_tasks):
+        raise DemoTimeoutError(
+            f"saw {len(compiled)} of {len(compile_tasks)} compile results for event "
+            f"{event.event_id} within {timeout_s}s"
+        )
+    _print_results(
+        out,
+        topology,
+        [(o.seq, o.subject, o.result) for o in compiled if o.result is not None],
+    )
+    follow_ups: list[Derived] = []
+    for outcome in compiled:
+        if outcome.failure is not None:
+            _print_failure(out, outcome.task, outcome.failure)
+        elif outcome.result is not None:
+            follow_ups += await follow_ups_of(runtime, outcome.result)
+    if not follow_ups:
+        return
+    done = await run(follow_ups)
+    for outcome in done:
+        if outcome.result is not None:
+            request = outcome.result
+            named = (
+                f" {request.extension.label}" if isinstance(request.extension, ExtensionRef) else ""
+            )
+            out.write(
+                f"follow-up {request.kind}{named} for {request.path}: validation request "
+                f"output_digest={request.output_digest} module={request.module_digest}\n"
+            )
+        elif outcome.failure is not None:
+            _print_failure(out, outcome.task, outcome.failure)
+    if len(done) < len(follow_ups):
+        out.write(f"follow-ups: {len(done)} of {len(follow_ups)} finished within {timeout_s:g}s\n")
+
+
+def _print_failure(out: TextIO, task: TaskRequest, diagnostic: FailureDiagnostic) -> None:
+    out.write(
+        f"{task.kind} task {task.task_id} for {task.path}: failed at {diagnostic.stage} "
+        f"({diagnostic.code}): {diagnostic.message}\n"
+    )
+
+
 def _print_results(
     out: TextIO, topology: Topology, results: list[tuple[int, str, ValidationRequest]]
 ) -> None:
@@ -106,49 +256,6 @@ def _print_results(
         )
         out.write(json.dumps(json.loads(msgspec.json.encode(request)), indent=2, sort_keys=True))
         out.write("\n")
-
-
-async def _follow_up_outcomes(
-    nc: Client, topology: Topology, event_id: str, count: int, timeout_s: float
-) -> tuple[list[ValidationRequest], list[FailureDiagnostic]]:
-    """Results and diagnostics of ``event_id``'s follow-up tasks, until ``count`` of them."""
-    js = nc.jetstream()
-    subjects = topology.subjects
-    results: list[ValidationRequest] = []
-    failures: list[FailureDiagnostic] = []
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while len(results) + len(failures) < count and loop.time() < deadline:
-        results, failures = [], []
-        for stream, subject in (
-            (topology.validation_stream, subjects.validation_all()),
-            (topology.failures_stream, subjects.failures_all()),
-        ):
-            info = await js.stream_info(stream)
-            if info.state.messages == 0:
-                continue
-            sub = await js.subscribe(subject, stream=stream, ordered_consumer=True)
-            try:
-                while True:
-                    try:
-                        msg = await sub.next_msg(timeout=1.0)
-                    except TimeoutError:
-                        break
-                    if stream == topology.validation_stream:
-                        request = decode(msg.data, ValidationRequest)
-                        if request.source_event_id == event_id and request.kind != MARKDOWN_COMPILE:
-                            results.append(request)
-                    else:
-                        diagnostic = msgspec.json.decode(msg.data, type=FailureDiagnostic)
-                        if diagnostic.source_event_id == event_id:
-                            failures.append(diagnostic)
-                    if msg.metadata.num_pending == 0:
-                        break
-            finally:
-                await sub.unsubscribe()
-        if len(results) + len(failures) < count:
-            await asyncio.sleep(0.2)
-    return results, failures
 
 
 def dev_config(url: str, config_path: Path | None) -> Config:
@@ -166,19 +273,29 @@ def dev_config(url: str, config_path: Path | None) -> Config:
 async def run_dev(
     data_dir: Path,
     *,
-    demo_event: Path | None,
+    demo: bool,
+    demo_event: Path | None = None,
     port: int = -1,
     timeout_s: float = 30.0,
     out: TextIO = sys.stdout,
     config_path: Path | None = None,
 ) -> int:
-    """Start nats-server, provision, run every role; with ``demo_event``, run it once and exit.
+    """Start nats-server, provision, run every role; with ``demo``, run one event and exit.
+
+    Args:
+        data_dir: JetStream data and the server config.
+        demo: Publish one git event, print what it produced, and exit.
+        demo_event: That event's JSON file (default: the packaged sample).
+        port: Client port (-1: a free one).
+        timeout_s: How long the demo waits for results.
+        out: Where the demo prints.
+        config_path: YAML configuration (default: built-in).
 
     Returns:
         The process exit code.
     """
     raw = await asyncio.to_thread(demo_event.read_bytes) if demo_event is not None else None
-    event = decode(raw, GitEvent) if raw is not None else None
+    event = decode(raw if raw is not None else sample_event(), GitEvent) if demo else None
     server = NatsServer(data_dir, port=port).start()
     config = dev_config(server.url, config_path)
     topology = config.topology
@@ -199,38 +316,7 @@ async def run_dev(
             out.flush()
             await serving
             return 0
-        duplicate = await publish_git_event(runtime.nc, topology, event)
-        out.write(
-            f"published git event {event.event_id} to "
-            f"{topology.subjects.git_push(event.repository_id)}"
-            f"{' (duplicate: already processed, showing stored results)' if duplicate else ''}\n"
-        )
-        compiled = expected_task_count(event)
-        results = await wait_for_validation(
-            runtime.nc, topology, event.event_id, compiled, timeout_s
-        )
-        _print_results(out, topology, results)
-        follow_ups_per_task = _follow_ups_per_compile(config)
-        if follow_ups_per_task:
-            expected = compiled * follow_ups_per_task
-            done, failed = await _follow_up_outcomes(
-                runtime.nc, topology, event.event_id, expected, timeout_s
-            )
-            for request in done:
-                out.write(
-                    f"follow-up {request.kind} for {request.path}: validation request "
-                    f"output_digest={request.output_digest}\n"
-                )
-            for diagnostic in failed:
-                out.write(
-                    f"follow-up {diagnostic.kind} task {diagnostic.task_id}: failed at "
-                    f"{diagnostic.stage} ({diagnostic.code}): {diagnostic.message}\n"
-                )
-            if len(done) + len(failed) < expected:
-                out.write(
-                    f"follow-ups: {len(done) + len(failed)} of {expected} finished within "
-                    f"{timeout_s:g}s\n"
-                )
+        await _demo(runtime, event, timeout_s, out)
         stop.set()
         await serving
         return 0
@@ -239,16 +325,3 @@ async def run_dev(
         with contextlib.suppress(Exception):
             await runtime.close()
         server.stop()
-
-
-def _follow_ups_per_compile(config: Config) -> int:
-    """Follow-up tasks each successful compile task publishes."""
-    try:
-        role, _ = config.kind(MARKDOWN_COMPILE)
-    except KeyError:
-        return 0
-    count = 0
-    for kind in config.role(role).follow_ups:
-        _, kind_config = config.kind(kind)
-        count += len(kind_config.extensions) if kind == EXTENSION_RUN else 1
-    return count

@@ -6,7 +6,7 @@ history and backfill it (``preview``, ``backfill``), and ask the status
 service (``ask_status``, ``ping_status``). None of it runs inside a worker.
 """
 
-from ._backfill import BATCH, BackfillReport, backfill
+from ._backfill import BATCH, BackfillReport, backfill, publish_tasks, task_publisher
 from ._dlq import (
     REQUEUE_ROLE,
     REQUEUED_FROM,
@@ -18,7 +18,7 @@ from ._dlq import (
     read_subject,
     requeue_dead_letter,
 )
-from ._history import Skipped, Window
+from ._history import ParentTaskGoneError, Skipped, Window, follow_ups_of, planned_tasks
 from ._preview import Change, PreviewReport, Segment, count_line, preview
 from ._replay import Mismatch, ReplayReport, replay_stream
 from ._status_client import StatusUnavailableError, ask_status, ping_status
@@ -33,6 +33,7 @@ __all__ = [
     "DeadLetterEntry",
     "DeadLetterNotFoundError",
     "Mismatch",
+    "ParentTaskGoneError",
     "PreviewReport",
     "ReplayReport",
     "RequeueRecord",
@@ -43,10 +44,14 @@ __all__ = [
     "ask_status",
     "backfill",
     "count_line",
+    "follow_ups_of",
     "list_dead_letters",
     "ping_status",
+    "planned_tasks",
     "preview",
+    "publish_tasks",
     "read_subject",
     "replay_stream",
     "requeue_dead_letter",
+    "task_publisher",
 ]

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 
 import msgspec
 
-from ..consumers import JetStreamPublisher
+from ..consumers import JetStreamPublisher, Published
 from ..envelopes import slot_token
 from ..guardrails import Outbound, PublishBoundary
 from ..pipeline import Carrier, Derived, envelope_headers
@@ -81,11 +81,9 @@ async def backfill(
             again: what was stored stays stored).
     """
     assert runtime.modules is not None
-    topology = runtime.config.topology
     _, kind_config = runtime.config.kind(kind)
     report = BackfillReport(kind=kind, module=await runtime.modules.digest(kind_config.module))
-    boundary = PublishBoundary(runtime.js, [topology.subjects.tasks_of(kind)])
-    publisher = JetStreamPublisher(boundary, timeout_s=runtime.config.publish_timeout_s)
+    publisher = task_publisher(runtime, [kind])
     carrier = Carrier(publisher, runtime.content)
     started = time.perf_counter()
     batch: list[Derived] = []
@@ -108,6 +106,27 @@ async def _publish(
     report: BackfillReport,
     request_id: str | None,
 ) -> None:
+    for published in await publish_tasks(publisher, runtime, batch, request_id):
+        if published.stored_before:
+            report.already_stored += 1
+        else:
+            report.published += 1
+
+
+def task_publisher(runtime: Runtime, kinds: Sequence[str]) -> JetStreamPublisher:
+    """A publisher allowed to send tasks of ``kinds`` to their slots, and nothing else."""
+    subjects = runtime.config.topology.subjects
+    boundary = PublishBoundary(runtime.js, [subjects.tasks_of(kind) for kind in kinds])
+    return JetStreamPublisher(boundary, timeout_s=runtime.config.publish_timeout_s)
+
+
+async def publish_tasks(
+    publisher: JetStreamPublisher,
+    runtime: Runtime,
+    tasks: Sequence[Derived],
+    request_id: str | None = None,
+) -> list[Published]:
+    """Publish ``tasks`` to their slots (a taken slot: stored before), confirmed together."""
     subjects = runtime.config.topology.subjects
     messages = [
         Outbound(
@@ -115,10 +134,6 @@ async def _publish(
             payload=d.payload,
             headers=envelope_headers(d.task.idempotency_key, d.task.schema_version, request_id),
         )
-        for d in batch
+        for d in tasks
     ]
-    for published in await publisher.publish(messages):
-        if published.stored_before:
-            report.already_stored += 1
-        else:
-            report.published += 1
+    return await publisher.publish(messages)

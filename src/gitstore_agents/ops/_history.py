@@ -19,7 +19,7 @@ module did not change, that slot holds the result already.
 from __future__ import annotations
 
 import datetime
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import msgspec
 from nats.aio.msg import Msg
@@ -34,7 +34,6 @@ from ..service import Runtime
 
 _READ_TIMEOUT_S = 5.0
 _VALIDATION = msgspec.json.Decoder(ValidationRequest)
-_TASK = msgspec.json.Decoder(TaskRequest)
 
 
 class Skipped(msgspec.Struct, kw_only=True):
@@ -127,62 +126,98 @@ async def past_inputs(
 async def _from_events(
     runtime: Runtime, window: Window, skipped: Skipped
 ) -> AsyncIterator[Derived]:
-    planner = runtime.handlers.get(PLANNER)
-    if not isinstance(planner, PlannerHandler):
-        raise ConfigError("--kind markdown.compile: derives from git events, needs the planner")
     topology = runtime.config.topology
     async for msg in _read(runtime, topology.events_stream, topology.subjects.events_all(), window):
-        meta = msg.metadata
+        seq = msg.metadata.sequence.stream
         delivery = Delivery(
             subject=msg.subject,
             data=msg.data,
             headers=dict(msg.headers or {}),
             stream=topology.events_stream,
-            stream_seq=meta.sequence.stream,
+            stream_seq=seq,
             consumer="history",
         )
         try:
-            _, tasks = await planner.plan(delivery)
+            tasks = await planned_tasks(runtime, delivery)
         except GitStoreAgentsError as exc:
-            skipped.add(exc.code, f"event at seq {meta.sequence.stream}: {exc.message[:200]}")
+            skipped.add(exc.code, f"event at seq {seq}: {exc.message[:200]}")
             continue
         for derived in tasks:
             yield derived
 
 
+async def planned_tasks(runtime: Runtime, delivery: Delivery) -> list[Derived]:
+    """The compile tasks the planner derives from the git event ``delivery`` now.
+
+    Raises:
+        ConfigError: no planner is configured.
+        GitStoreAgentsError: the event is refused (its code says why).
+    """
+    planner = runtime.handlers.get(PLANNER)
+    if not isinstance(planner, PlannerHandler):
+        raise ConfigError("--kind markdown.compile: derives from git events, needs the planner")
+    _, tasks = await planner.plan(delivery)
+    return tasks
+
+
 async def _from_compile_results(
     runtime: Runtime, spec: FollowUpSpec, window: Window, skipped: Skipped
 ) -> AsyncIterator[Derived]:
+    topology = runtime.config.topology
+    subject = f"{topology.prefix}.validation.{MARKDOWN_COMPILE}.*"
+    async for msg in _read(runtime, topology.validation_stream, subject, window):
+        seq = msg.metadata.sequence.stream
+        try:
+            request = _VALIDATION.decode(msg.data)
+            for derived in await follow_ups_of(runtime, request, [spec]):
+                yield derived
+        except ParentTaskGoneError as exc:
+            skipped.add("parent-task-gone", exc.message)
+        except GitStoreAgentsError as exc:
+            skipped.add(exc.code, f"result at seq {seq}: {exc.message}")
+        except msgspec.DecodeError as exc:
+            skipped.add("envelope-invalid", f"result at seq {seq}: {exc}")
+
+
+class ParentTaskGoneError(GitStoreAgentsError):
+    """A compile result's task is no longer stored, so its follow-ups cannot be derived."""
+
+    code = "parent-task-gone"
+    retryable = False
+
+
+async def follow_ups_of(
+    runtime: Runtime, request: ValidationRequest, specs: Sequence[FollowUpSpec] | None = None
+) -> list[Derived]:
+    """The follow-ups of the stored compile result ``request``, with the configured modules.
+
+    The follow-ups' fields come from the compile task (its logical time above
+    all: the module's clock), read from its slot; the output from the result.
+
+    Args:
+        runtime: A built runtime with the compile role.
+        request: A stored ``markdown.compile`` validation request.
+        specs: Which follow-ups (default: every one the compile role derives).
+
+    Raises:
+        ParentTaskGoneError: the compile task is no longer in the tasks stream.
+        GitStoreAgentsError: the output cannot be read back.
+    """
     topology, results = runtime.config.topology, runtime.results
     assert results is not None
     compiler = compile_role(runtime)
-    subject = f"{topology.prefix}.validation.{MARKDOWN_COMPILE}.*"
-    async for msg in _read(runtime, topology.validation_stream, subject, window):
-        try:
-            request = _VALIDATION.decode(msg.data)
-            # The follow-up's fields come from its parent task (its logical
-            # time above all: the module's clock); the output from the result.
-            parent_msg = await results.last(
-                topology.tasks_stream,
-                topology.subjects.task(MARKDOWN_COMPILE, slot_token(request.idempotency_key)),
-            )
-            if parent_msg is None:
-                skipped.add(
-                    "parent-task-gone",
-                    f"{request.idempotency_key} ({request.path}): its compile task is no longer "
-                    "in the tasks stream (retention)",
-                )
-                continue
-            parent = decode(parent_msg.data, TaskRequest)
-            output = await compiler.output_of(request)
-        except GitStoreAgentsError as exc:
-            skipped.add(exc.code, f"result at seq {msg.metadata.sequence.stream}: {exc.message}")
-            continue
-        except msgspec.DecodeError as exc:
-            skipped.add("envelope-invalid", f"result at seq {msg.metadata.sequence.stream}: {exc}")
-            continue
-        for derived in follow_up_tasks(parent, output, [spec]):
-            yield derived
+    parent_msg = await results.last(
+        topology.tasks_stream,
+        topology.subjects.task(MARKDOWN_COMPILE, slot_token(request.idempotency_key)),
+    )
+    if parent_msg is None:
+        raise ParentTaskGoneError(
+            f"{request.idempotency_key} ({request.path}): its compile task is no longer "
+            "in the tasks stream (retention)"
+        )
+    parent = decode(parent_msg.data, TaskRequest)
+    output = await compiler.output_of(request)
+    return follow_up_tasks(parent, output, compiler.settings.follow_ups if specs is None else specs)
 
 
 async def _read(runtime: Runtime, stream: str, subject: str, window: Window) -> AsyncIterator[Msg]:

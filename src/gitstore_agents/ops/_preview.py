@@ -181,9 +181,12 @@ async def preview(
     report.seconds = round(time.perf_counter() - started, 3)
     report.runs_per_s = round(report.inputs / report.seconds, 1) if report.seconds else 0.0
     report.changes.sort(key=lambda c: (c.change, c.path, c.idempotency_key))
-    for change in report.changes[max_diffs:]:
-        # Only the first ones keep their diff: the report stays readable.
-        report.changes[report.changes.index(change)] = msgspec.structs.replace(change, diff="")
+    kept: dict[str, int] = {}
+    for index, change in enumerate(report.changes):
+        # Only the first ones of each sort keep their diff: the report stays readable.
+        kept[change.change] = kept.get(change.change, 0) + 1
+        if kept[change.change] > max_diffs:
+            report.changes[index] = msgspec.structs.replace(change, diff="")
     report.fields = dict(sorted(report.fields.items(), key=lambda kv: (-kv[1], kv[0])))
     report.segments = sorted(
         (Segment(name=n, inputs=v[0], changes=v[1]) for n, v in segments.items() if v[1]),
