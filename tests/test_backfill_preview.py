@@ -22,6 +22,7 @@ from gitstore_agents.config import (
     EXTENSION_RUN,
     MARKDOWN_COMPILE,
     ROLES,
+    Config,
     Topology,
 )
 from gitstore_agents.envelopes import TaskRequest, decode, encode_decoded
@@ -242,3 +243,54 @@ async def test_a_backfill_killed_half_way_and_run_again_stores_each_task_once(
     new = [r for r in await validation_requests(js, topology) if r.module_digest == v2_digest]
     assert len(new) == EVENTS
     assert len({r.idempotency_key for r in new}) == EVENTS
+
+
+async def test_one_extensions_upgrade_is_previewed_and_backfilled_alone(
+    nats_url: str, nc: Client, topology: Topology, tmp_path: Path
+) -> None:
+    js = nc.jetstream()
+    modules = default_modules(tmp_path)
+    lint_v1 = write_module(tmp_path, "lint-v1", parity_module(odd_is_one=False))
+    lint_v2 = write_module(tmp_path, "lint-v2", parity_module(odd_is_one=True))
+
+    def extensions(lint: str) -> list[dict[str, str]]:
+        return [
+            {"name": "seo-lint", "version": "1.0.0", "module": lint},
+            {"name": "alt-text", "version": "1.0.0"},  # the kind's module
+        ]
+
+    def configured(lint: str) -> Config:
+        return runtime_config(
+            nats_url,
+            topology,
+            tmp_path,
+            modules=modules,
+            follow_ups=(EXTENSION_RUN,),
+            extensions=extensions(lint),
+        )
+
+    events = 10
+    config = configured(lint_v1)
+    async with running(config, list(ROLES)) as runtime:
+        for number in range(events):
+            await publish_event(js, topology, make_event(number))
+        await wait_settled(js, config, list(ROLES), timeout_s=60)
+        assert runtime.modules is not None
+        v1_digest = await runtime.modules.digest(lint_v1)
+        v2_digest = await runtime.modules.digest(lint_v2)
+        one = await preview(runtime, EXTENSION_RUN, lint_v2, Window(extension="seo-lint"))
+        both = await preview(runtime, EXTENSION_RUN, lint_v2, Window())
+    assert (one.inputs, one.extension, one.configured_module) == (events, "seo-lint", v1_digest)
+    assert both.inputs == 2 * events, "without --extension every extension's inputs run"
+
+    upgraded = configured(lint_v2)
+    async with running(upgraded, list(ROLES)) as runtime:
+        report = await backfill(runtime, EXTENSION_RUN, Window(extension="seo-lint"))
+        others = await backfill(runtime, EXTENSION_RUN, Window(extension="alt-text"))
+        await wait_settled(js, upgraded, list(ROLES), timeout_s=60)
+    assert (report.module, report.inputs, report.published) == (v2_digest, events, events)
+    assert (others.inputs, others.published, others.already_stored) == (events, 0, events)
+    results = await validation_requests(js, topology)
+    new = [r for r in results if r.module_digest == v2_digest]
+    assert len(new) == events
+    assert {(r.extension.name if r.extension else None) for r in new} == {"seo-lint"}

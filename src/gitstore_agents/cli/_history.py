@@ -39,6 +39,11 @@ def _window_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--until", type=_timestamp, default=None, help="history stored before this time"
     )
+    parser.add_argument(
+        "--extension",
+        default=None,
+        help="with --kind extension.run: only this configured extension's inputs",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     add_connection_arguments(parser)
 
@@ -123,7 +128,7 @@ def _with_runtime(
     config = msgspec.structs.replace(
         config, health=msgspec.structs.replace(config.health, port=None)
     )
-    window = Window(since=args.since, until=args.until)
+    window = Window(since=args.since, until=args.until, extension=args.extension)
 
     async def go() -> int:
         runtime = Runtime(config)
@@ -143,7 +148,9 @@ def _json(report: PreviewReport | BackfillReport) -> str:
 def render_preview(report: PreviewReport, max_shown: int = 20) -> str:
     """The preview for people: counts, fields, segments, and the first changes of each sort."""
     lines = [
-        f"preview of {report.kind}: configured {report.configured_module}",
+        f"preview of {report.kind}"
+        + (f" ({report.extension})" if report.extension else "")
+        + f": configured {report.configured_module}",
         f"                      candidate  {report.candidate_module}",
         count_line(report) + f" in {report.seconds:g} s ({report.runs_per_s:g} runs/s)",
     ]

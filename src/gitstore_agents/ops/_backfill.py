@@ -29,7 +29,7 @@ from ..envelopes import slot_token
 from ..guardrails import Outbound, PublishBoundary
 from ..pipeline import Carrier, Derived, envelope_headers
 from ..service import Runtime
-from ._history import Skipped, Window, past_inputs
+from ._history import Skipped, Window, configured_module, past_inputs
 
 BATCH = 64
 """Tasks published (and confirmed) together."""
@@ -81,8 +81,7 @@ async def backfill(
             again: what was stored stays stored).
     """
     assert runtime.modules is not None
-    _, kind_config = runtime.config.kind(kind)
-    report = BackfillReport(kind=kind, module=await runtime.modules.digest(kind_config.module))
+    report = BackfillReport(kind=kind, module=await configured_module(runtime, kind, window))
     publisher = task_publisher(runtime, [kind])
     carrier = Carrier(publisher, runtime.content)
     started = time.perf_counter()

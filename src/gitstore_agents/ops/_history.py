@@ -25,7 +25,7 @@ import msgspec
 from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from ..config import MARKDOWN_COMPILE, PLANNER
+from ..config import EXTENSION_RUN, MARKDOWN_COMPILE, PLANNER
 from ..consumers import Delivery
 from ..envelopes import TaskRequest, ValidationRequest, decode, slot_token
 from ..errors import ConfigError, GitStoreAgentsError
@@ -60,10 +60,13 @@ class Window(msgspec.Struct, frozen=True, kw_only=True):
     Attributes:
         since: Earliest storage time (None: from the start).
         until: Latest storage time, exclusive (None: up to now).
+        extension: For ``extension.run``: only this extension's inputs (an
+            upgrade of one extension leaves the others' results alone).
     """
 
     since: datetime.datetime | None = None
     until: datetime.datetime | None = None
+    extension: str | None = None
 
     def before(self, at: datetime.datetime) -> bool:
         """Whether ``at`` is past the window's end."""
@@ -91,15 +94,27 @@ def task_handler(runtime: Runtime, kind: str) -> TaskHandler:
     raise ConfigError(f"--kind {kind}: no configured role runs it")
 
 
-def follow_up_spec(runtime: Runtime, kind: str) -> FollowUpSpec:
-    """How the compile role derives follow-ups of ``kind`` now.
+def follow_up_spec(runtime: Runtime, kind: str, extension: str | None = None) -> FollowUpSpec:
+    """How the compile role derives follow-ups of ``kind`` now (of one ``extension``).
 
     Raises:
-        ConfigError: ``kind`` is not a configured follow-up of ``markdown.compile``.
+        ConfigError: ``kind`` is not a configured follow-up of ``markdown.compile``,
+            or ``extension`` is given for another kind or is not configured.
     """
+    if extension is not None and kind != EXTENSION_RUN:
+        raise ConfigError(f"--extension applies to {EXTENSION_RUN}, not to {kind}")
     for spec in compile_role(runtime).settings.follow_ups:
-        if spec.kind == kind:
+        if spec.kind != kind:
+            continue
+        if extension is None:
             return spec
+        chosen = tuple(e for e in spec.extensions if e[0].name == extension)
+        if not chosen:
+            names = sorted(e.name for e, _ in spec.extensions)
+            raise ConfigError(
+                f"--extension {extension}: not configured; configured extensions: {names}"
+            )
+        return msgspec.structs.replace(spec, extensions=chosen)
     raise ConfigError(
         f"--kind {kind}: not a follow-up of markdown.compile in this configuration "
         "(roles.markdown-compiler.follow_ups)"
@@ -115,10 +130,12 @@ async def past_inputs(
         ConfigError: ``kind`` is not run (or, for follow-ups, not derived) here.
     """
     if kind == MARKDOWN_COMPILE:
+        if window.extension is not None:
+            raise ConfigError(f"--extension applies to {EXTENSION_RUN}, not to {kind}")
         async for derived in _from_events(runtime, window, skipped):
             yield derived
         return
-    spec = follow_up_spec(runtime, kind)
+    spec = follow_up_spec(runtime, kind, window.extension)
     async for derived in _from_compile_results(runtime, spec, window, skipped):
         yield derived
 
@@ -246,3 +263,13 @@ async def _read(runtime: Runtime, stream: str, subject: str, window: Window) -> 
                 return
     finally:
         await sub.unsubscribe()
+
+
+async def configured_module(runtime: Runtime, kind: str, window: Window) -> str:
+    """The digest of the module the configuration runs ``kind`` (or the extension) with."""
+    assert runtime.modules is not None
+    if window.extension is not None:
+        (_, digest), *_ = follow_up_spec(runtime, kind, window.extension).extensions
+        return digest
+    _, kind_config = runtime.config.kind(kind)
+    return await runtime.modules.digest(kind_config.module)

@@ -39,7 +39,7 @@ from ..errors import GitStoreAgentsError
 from ..pipeline import Derived, Execution, Runner, TaskHandler, with_module
 from ..sandbox import CompiledModule, RunResult, SandboxLimits
 from ..service import Runtime
-from ._history import Skipped, Window, past_inputs, task_handler
+from ._history import Skipped, Window, configured_module, past_inputs, task_handler
 
 _VALIDATION = msgspec.json.Decoder(ValidationRequest)
 # Field paths are reported this deep ("$.spec.price.amount").
@@ -92,6 +92,7 @@ class PreviewReport(msgspec.Struct, kw_only=True):
 
     Attributes:
         kind: The task kind.
+        extension: The one extension previewed (``extension.run``), if chosen.
         configured_module: The digest the configuration runs now.
         candidate_module: The candidate's digest.
         inputs: Past inputs run.
@@ -107,6 +108,7 @@ class PreviewReport(msgspec.Struct, kw_only=True):
     """
 
     kind: str
+    extension: str | None = None
     configured_module: str
     candidate_module: str
     inputs: int = 0
@@ -157,10 +159,10 @@ async def preview(
     handler = task_handler(runtime, kind)
     await runtime.modules.load(candidate)
     candidate_digest = await runtime.modules.digest(candidate)
-    _, kind_config = runtime.config.kind(kind)
     report = PreviewReport(
         kind=kind,
-        configured_module=await runtime.modules.digest(kind_config.module),
+        extension=window.extension,
+        configured_module=await configured_module(runtime, kind, window),
         candidate_module=candidate_digest,
     )
     started = time.perf_counter()
