@@ -381,6 +381,18 @@ all, except the inbox prefix its NATS permissions allow. Input: dict "root" $ "i
 {{- if eq $root.Values.nats.auth "creds" }}
 {{- $_ := set $nats "creds_file" (printf "/etc/gitstore-agents/nats/%s.creds" .identity) }}
 {{- end }}
+{{- with $root.Values.nats.tls }}
+{{- if .enabled }}
+{{- $_ := set $nats "tls_ca_file" (printf "/etc/gitstore-agents/nats-tls/%s" .caKey) }}
+{{- if .certKey }}
+{{- $_ := set $nats "tls_cert_file" (printf "/etc/gitstore-agents/nats-tls/%s" .certKey) }}
+{{- $_ := set $nats "tls_key_file" (printf "/etc/gitstore-agents/nats-tls/%s" .keyKey) }}
+{{- end }}
+{{- with .serverName }}
+{{- $_ := set $nats "tls_server_name" . }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- /* Every role's settings, enabled or not: a role reads the kinds it depends on from the
 roles that run them (the planner plans with the markdown-compiler's module and limits, the
 markdown-compiler publishes follow-ups with the enricher's and extension-runner's). */}}
@@ -398,6 +410,7 @@ not create streams), so they only verify the topology. */}}
   "drain_grace_s" $root.Values.config.drain_grace_s
   "policy_file" "/etc/gitstore-agents/policy/policy.yaml"
   "provision_on_start" $provision
+  "on_consumer_drift" ($root.Values.config.on_consumer_drift | default "refuse")
   "roles" $roles }}
 {{- toYaml $config }}
 {{- end }}
@@ -477,6 +490,23 @@ Pod building blocks (shared by workers, the provisioning Job and the test pod)
   emptyDir: { sizeLimit: {{ .root.Values.scratch.tmpSizeLimit }} }
 - name: module-cache
   emptyDir: { sizeLimit: {{ .root.Values.scratch.moduleCacheSizeLimit }} }
+{{- with .root.Values.nats.tls }}
+{{- if .enabled }}
+- name: nats-tls
+  secret:
+    secretName: {{ required "nats.tls.secretName is required with nats.tls.enabled" .secretName }}
+    defaultMode: 0440
+    items:
+      - { key: {{ .caKey }}, path: {{ .caKey }} }
+      {{- if .certKey }}
+      - { key: {{ .certKey }}, path: {{ .certKey }} }
+      - { key: {{ required "nats.tls.keyKey is required with nats.tls.certKey" .keyKey }}, path: {{ .keyKey }} }
+      {{- end }}
+{{- end }}
+{{- end }}
+{{- with .root.Values.extraVolumes }}
+{{ toYaml . }}
+{{- end }}
 {{- end }}
 
 {{- define "gitstore-agents.commonVolumeMounts" -}}
@@ -488,6 +518,14 @@ Pod building blocks (shared by workers, the provisioning Job and the test pod)
   mountPath: /tmp
 - name: module-cache
   mountPath: /var/cache/gitstore-agents
+{{- if and .Values.nats.tls .Values.nats.tls.enabled }}
+- name: nats-tls
+  mountPath: /etc/gitstore-agents/nats-tls
+  readOnly: true
+{{- end }}
+{{- with .Values.extraVolumeMounts }}
+{{ toYaml . }}
+{{- end }}
 {{- end }}
 
 {{/* Hook phases of the provisioning Job (see values.yaml provisioning.hook). */}}
