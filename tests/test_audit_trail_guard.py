@@ -222,6 +222,10 @@ async def test_trace_shows_who_wrote_each_record(
     assert attempt["role"] == "extension-runner"
     (record,) = attempt["records"]
     assert (record["writer"], record["claimed_role"]) == ("extension-runner", "planner")
+    code, text = await cli("trace", EVENT_ID, "--config", str(config))
+    assert code == 0, text
+    assert "attempt ?  extension-runner @" in text
+    assert "written by extension-runner, claims role planner" in text
 
 
 async def test_each_role_writes_only_its_own_slots(secure: SecureNats) -> None:

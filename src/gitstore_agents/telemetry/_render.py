@@ -53,6 +53,10 @@ def _attempt(attempt: Attempt) -> _Node:
     number = attempt.attempt if attempt.attempt is not None else "?"
     node = _Node(f"attempt {number}  {attempt.role} @ {attempt.worker_id}")
     node.children = [_decision(entry.record, entry.seq) for entry in attempt.records]
+    for child, entry in zip(node.children, attempt.records, strict=True):
+        if entry.claimed_role is not None:
+            # The server pins the writer; what the record says of itself is a claim.
+            child.notes.append(f"written by {entry.writer}, claims role {entry.claimed_role}")
     return node
 
 
