@@ -102,7 +102,8 @@ def tls_context(settings: NatsSettings) -> ssl.SSLContext | None:
             context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
     except ssl.SSLError as exc:
         raise ConfigError(
-            f"nats TLS files ({_tls_files(settings)}) cannot be used: {exc.reason or exc}; "
+            f"nats TLS files ({_tls_files(settings)}) cannot be used: "
+            f"{getattr(exc, 'reason', None) or exc}; "
             f"{_CHECK_TLS}"
         ) from None
     if not settings.tls_verify:
@@ -145,7 +146,7 @@ async def connect(settings: NatsSettings, *, name: str, **callbacks: Callback) -
         # nats-py reports each failed attempt here and, with unlimited
         # reconnects, goes on to the next server (or the same one) forever: stop
         # once each server has had its chance.
-        failures.append(_refused_credentials(client, exc) or exc)
+        failures.append(_dropped_for(client, exc, settings) or exc)
         if len(failures) >= servers:
             every_server_failed.set()
 
@@ -235,18 +236,28 @@ _CHECK_TLS = (
 )
 
 
-def _refused_credentials(client: Client, exc: Exception) -> Exception | None:
-    """An ``AuthorizationError`` when ``exc`` is the server dropping a client it asked to log in.
+def _dropped_for(client: Client, exc: Exception, settings: NatsSettings) -> Exception | None:
+    """What it means when ``exc`` is the server dropping the client during the handshake.
 
     A server that refuses credentials sends ``-ERR 'Authorization Violation'``
     and closes; when the client's PING arrives after the close, the reset wins
     and the error line is lost, so all the client sees is "connection reset".
-    The server's INFO (``auth_required``) says what that reset means.
+    A server that verifies client certificates (TLS 1.3) refuses a missing or
+    unknown one after the client's side of the handshake is done, so the client
+    may see only a broken pipe where the alert was. The server's INFO
+    (``tls_verify``, ``auth_required``) says which it was: an ``SSLError`` or
+    an ``AuthorizationError``.
     """
     info = getattr(client, "_server_info", None) or {}
     dropped = isinstance(exc, ConnectionResetError | BrokenPipeError | ConnectionAbortedError)
-    if dropped and info.get("auth_required"):
+    if not dropped:
+        return None
+    if info.get("tls_verify") and not settings.tls_cert_file:
+        return ssl.SSLError("client certificate required (the server verifies client certificates)")
+    if info.get("auth_required"):
         return nats.errors.AuthorizationError()
+    if info.get("tls_verify"):
+        return ssl.SSLError("client certificate refused (the server verifies client certificates)")
     return None
 
 
@@ -276,7 +287,9 @@ def _explain_tls(exc: ssl.SSLError) -> str:
     # the alert a server sent ("tlsv13 alert certificate required").
     if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
         return f"TLS: certificate verify failed: {exc.verify_message}"
-    return f"TLS: {(exc.reason or str(exc)).lower().replace('_', ' ')}"
+    # An SSLError made here (a dropped handshake) has no reason attribute.
+    reason = getattr(exc, "reason", None) or str(exc)
+    return f"TLS: {reason.lower().replace('_', ' ')}"
 
 
 def _check_readable(settings: NatsSettings) -> None:
