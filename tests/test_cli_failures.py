@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from importlib import resources
 from pathlib import Path
 
 import msgspec
@@ -38,7 +39,8 @@ from .support import eventually
 from .wasm_modules import echo_module
 
 EVENT_ID = "0193f1c2-0000-7000-8000-000000000001"
-GIT_EVENT = Path(__file__).resolve().parent / "data" / "git-event.json"
+# The sample push shipped in the package (a real file in an editable or wheel install).
+GIT_EVENT = Path(str(resources.files("gitstore_agents.embedded") / "git-push.json"))
 # A bound on how long a failing command may take with --connect-timeout 1:
 # interpreter start, imports and the one-second timeout, with room for a busy CI box.
 BOUND_S = 10.0
