@@ -15,7 +15,6 @@ and an engine answers, else the bundled ``nats-server`` binary from
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -27,8 +26,10 @@ from testcontainers.core.wait_strategies import LogMessageWaitStrategy
 
 from gitstore_agents.config import Topology
 from gitstore_agents.embedded import NatsServer
+from gitstore_agents.guardrails import load_policy
 
-from .support import docker_available
+from .guardrails_support import SecureNats, write_policy
+from .support import docker_available, unique_topology
 
 NATS_IMAGE = "nats:2.11-alpine"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -74,18 +75,7 @@ def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture
 def topology() -> Topology:
     """Unique names, so tests never collide on a shared (``$NATS_URL``) server."""
-    tag = uuid.uuid4().hex[:10]
-    return Topology(
-        prefix=f"t{tag}",
-        events_stream=f"T{tag}_EVENTS",
-        tasks_stream=f"T{tag}_TASKS",
-        validation_stream=f"T{tag}_VALIDATION",
-        failures_stream=f"T{tag}_FAILURES",
-        advisories_stream=f"T{tag}_ADVISORIES",
-        audit_stream=f"T{tag}_AUDIT",
-        modules_bucket=f"t{tag}-modules",
-        content_bucket=f"t{tag}-content",
-    )
+    return unique_topology("t")
 
 
 @pytest.fixture
@@ -96,3 +86,19 @@ async def nc(nats_url: str) -> AsyncIterator[Client]:
         yield client
     finally:
         await client.close()
+
+
+@pytest.fixture
+def policy_file(tmp_path: Path) -> Path:
+    """The suite's guardrail policy, written to a file."""
+    return write_policy(tmp_path)
+
+
+@pytest.fixture
+async def secure(tmp_path: Path, policy_file: Path) -> AsyncIterator[SecureNats]:
+    """A nats-server whose accounts are ``policy nats-config``'s output for ``policy_file``."""
+    server = SecureNats(tmp_path / "nats", load_policy(policy_file)).start()
+    try:
+        yield server
+    finally:
+        await server.close()

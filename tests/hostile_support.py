@@ -65,7 +65,7 @@ from gitstore_agents.service import Runtime
 
 from .hostile import wasm
 from .runtime_support import consumer_backlog, running, runtime_config
-from .support import eventually
+from .support import eventually, unique_topology
 from .wasm_modules import REJECTION
 
 MIB = 1024 * 1024
@@ -668,26 +668,10 @@ roles:
 """
 
 
-def fresh_topology() -> Topology:
-    """Unique names for one module's pipeline (as the ``topology`` fixture makes per test)."""
-    tag = uuid.uuid4().hex[:10]
-    return Topology(
-        prefix=f"h{tag}",
-        events_stream=f"H{tag}_EVENTS",
-        tasks_stream=f"H{tag}_TASKS",
-        validation_stream=f"H{tag}_VALIDATION",
-        failures_stream=f"H{tag}_FAILURES",
-        advisories_stream=f"H{tag}_ADVISORIES",
-        audit_stream=f"H{tag}_AUDIT",
-        modules_bucket=f"h{tag}-modules",
-        content_bucket=f"h{tag}-content",
-    )
-
-
 @contextlib.asynccontextmanager
 async def hostile_pipeline(nats_url: str, tmp_path: Path) -> AsyncIterator[HostilePipeline]:
     """Every role running in-process under the suite's policy, with the hostile extensions."""
-    topology = fresh_topology()
+    topology = unique_topology("h")
     module_dir = tmp_path / "modules"
     module_dir.mkdir(parents=True, exist_ok=True)
     extensions = []

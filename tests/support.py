@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
@@ -12,6 +13,7 @@ import docker
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 
+from gitstore_agents.config import Topology
 from gitstore_agents.embedded import sample_event
 from gitstore_agents.envelopes import GitEvent, decode
 
@@ -81,3 +83,20 @@ def docker_available() -> bool:
 def pretty(data: bytes) -> str:
     """JSON bytes as indented text, for assertion messages."""
     return json.dumps(json.loads(data), indent=2, sort_keys=True)
+
+
+def unique_topology(letter: str = "t") -> Topology:
+    """Stream, bucket and subject names no other test uses (one server serves many tests)."""
+    tag = f"{letter}{uuid.uuid4().hex[:10]}"
+    upper = tag.upper()
+    return Topology(
+        prefix=tag,
+        events_stream=f"{upper}_EVENTS",
+        tasks_stream=f"{upper}_TASKS",
+        validation_stream=f"{upper}_VALIDATION",
+        failures_stream=f"{upper}_FAILURES",
+        advisories_stream=f"{upper}_ADVISORIES",
+        audit_stream=f"{upper}_AUDIT",
+        modules_bucket=f"{tag}-modules",
+        content_bucket=f"{tag}-content",
+    )

@@ -13,7 +13,6 @@ its own kinds' slots.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import msgspec
@@ -30,12 +29,11 @@ from gitstore_agents.guardrails import (
     PROVISIONER,
     RUNTIME_IDENTITIES,
     STATUS_PROBE,
-    load_policy,
     publish_subjects,
 )
 from gitstore_agents.telemetry import read_event_trail
 
-from .guardrails_support import SecureNats, write_policy
+from .guardrails_support import SecureNats
 from .runtime_support import cli, make_event, write_config
 from .support import eventually
 
@@ -47,18 +45,10 @@ KEY = "cd" * 32
 
 
 @pytest.fixture
-def policy_file(tmp_path: Path) -> Path:
-    return write_policy(tmp_path)
-
-
-@pytest.fixture
-async def secure(tmp_path: Path, policy_file: Path) -> AsyncIterator[SecureNats]:
-    server = SecureNats(tmp_path / "nats", load_policy(policy_file)).start()
-    try:
-        await server.provision(server.config_for(policy_file, PROVISIONER))
-        yield server
-    finally:
-        await server.close()
+async def secure(secure: SecureNats, policy_file: Path) -> SecureNats:
+    """The suite's secure server (conftest), provisioned by the provisioner identity."""
+    await secure.provision(secure.config_for(policy_file, PROVISIONER))
+    return secure
 
 
 def _batch(role: str, decision: AuditDecision = AuditDecision.PUBLISHED) -> bytes:

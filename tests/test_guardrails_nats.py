@@ -73,20 +73,6 @@ COMPILE_DIGEST = module_digest(reference_module_path("markdown-compile").read_by
 REPOSITORY = "0193f1c2-0000-7000-8000-00000000c0de"
 
 
-@pytest.fixture
-def policy_file(tmp_path: Path) -> Path:
-    return write_policy(tmp_path)
-
-
-@pytest.fixture
-async def secure(tmp_path: Path, policy_file: Path) -> AsyncIterator[SecureNats]:
-    server = SecureNats(tmp_path / "nats", load_policy(policy_file)).start()
-    try:
-        yield server
-    finally:
-        await server.close()
-
-
 def _publish_allow(users: list[NatsUser], identity: str) -> tuple[str, ...]:
     return next(u for u in users if u.identity == identity).permissions.publish
 

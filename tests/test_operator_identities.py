@@ -12,7 +12,6 @@ and failures streams through its durable, and asking the status service. What ne
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import nats.errors
@@ -26,13 +25,12 @@ from gitstore_agents.guardrails import (
     CONTROL_PLANE_DURABLE,
     OPERATOR,
     PROVISIONER,
-    load_policy,
 )
 from gitstore_agents.ops import ask_status, ping_status
 from gitstore_agents.service import status_subject
 from gitstore_agents.telemetry import read_event_trail
 
-from .guardrails_support import SecureNats, serving, write_policy
+from .guardrails_support import SecureNats, serving
 from .runtime_support import cli, make_event, publish_event, write_config
 from .support import eventually
 
@@ -40,18 +38,10 @@ TOPOLOGY = Topology()
 
 
 @pytest.fixture
-def policy_file(tmp_path: Path) -> Path:
-    return write_policy(tmp_path)
-
-
-@pytest.fixture
-async def secure(tmp_path: Path, policy_file: Path) -> AsyncIterator[SecureNats]:
-    server = SecureNats(tmp_path / "nats", load_policy(policy_file)).start()
-    try:
-        await server.provision(server.config_for(policy_file, PROVISIONER))
-        yield server
-    finally:
-        await server.close()
+async def secure(secure: SecureNats, policy_file: Path) -> SecureNats:
+    """The suite's secure server (conftest), provisioned by the provisioner identity."""
+    await secure.provision(secure.config_for(policy_file, PROVISIONER))
+    return secure
 
 
 async def test_the_control_plane_publishes_events_and_reads_results(
