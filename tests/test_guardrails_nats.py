@@ -17,6 +17,7 @@ import nats
 import nats.errors
 import pytest
 import structlog
+from bench.fuel import SHAPES, product_stdin
 
 from gitstore_agents.config import (
     ENRICHER,
@@ -31,8 +32,10 @@ from gitstore_agents.config import (
 from gitstore_agents.embedded import NatsServer, nats_server_binary
 from gitstore_agents.envelopes import (
     AuditDecision,
+    Blob,
     Stage,
     canonical_json,
+    git_blob_oid,
     headers,
     slot_token,
 )
@@ -246,6 +249,34 @@ async def test_each_role_runs_the_success_path_with_its_own_credentials(
         assert answer["found"] is True
         assert len(answer["tasks"]) == 3
         assert [r.violations.total for r in runtimes] == [0, 0, 0, 0]
+
+
+async def test_large_content_travels_by_ref_under_each_roles_own_credentials(
+    secure: SecureNats, policy_file: Path
+) -> None:
+    # A realistic 500 KB product: its compile output (about 2.2 MB) and its follow-ups'
+    # inputs are over the server's 1 MiB max_payload, so the compiler puts them into the
+    # content store, which the generated permissions must let it do.
+    document = json.loads(product_stdin(SHAPES[0], 500_000))
+    await secure.provision(secure.config_for(policy_file, PROVISIONER))
+    configs = [(secure.config_for(policy_file, role), [role]) for role in ROLES]
+    js = await secure.admin_js()
+    data = document["content"].encode()
+    blob = Blob(path=document["path"], blob_oid=git_blob_oid(data), content=document["content"])
+    event = msgspec.structs.replace(make_event(5), blobs=[blob], changed_paths=[blob.path])
+    async with serving(configs) as runtimes:
+        await publish_event(js, TOPOLOGY, event)
+        results = await eventually(
+            lambda: validation_requests(js, TOPOLOGY),
+            lambda found: len(found) == 3,
+            timeout_s=30,
+            what="compile, enrich and extension results",
+        )
+        assert [r.violations.total for r in runtimes] == [0, 0, 0, 0]
+    assert await diagnostics(js, TOPOLOGY) == []
+    (compiled,) = [r for r in results if r.kind == MARKDOWN_COMPILE]
+    assert compiled.output is msgspec.UNSET, "over max_payload: stored by ref"
+    assert compiled.output_ref == compiled.output_digest
 
 
 async def test_role_credentials_cannot_publish_around_validation(

@@ -21,7 +21,6 @@ from gitstore_agents.config import (
     CATALOG_ENRICH,
     EXTENSION_RUN,
     MARKDOWN_COMPILE,
-    MARKDOWN_COMPILER,
     ROLES,
     Topology,
     load_config,
@@ -200,26 +199,34 @@ async def test_a_message_over_max_payload_with_its_headers_is_refused_before_sen
     assert stored.seq == 1
 
 
-async def test_a_realistic_900kb_product_compiles_with_the_built_in_limits(
+async def test_a_realistic_900kb_product_compiles_and_is_enriched_with_the_built_in_limits(
     nats_url: str, nc: Client, topology: Topology, tmp_path: Path
 ) -> None:
-    # The reference compiler and the compile kind's built-in limits, grown
-    # with the input (a flat 200 M fuel ran out on such a file).
+    # The reference modules and each kind's built-in limits, grown with the input
+    # (a flat 200 M fuel ran out on such a file, and on its 4 MB compile output).
     stdin = product_stdin(SHAPES[0], 900_000)
     document = json.loads(stdin)
-    built_in = load_config(env={}).kind(MARKDOWN_COMPILE)[1].limits
+    built_in = load_config(env={})
     config = runtime_config(
         nats_url,
         topology,
         tmp_path,
-        modules={**default_modules(tmp_path), MARKDOWN_COMPILE: "reference:markdown-compile"},
-        follow_ups=(),
+        modules={
+            MARKDOWN_COMPILE: "reference:markdown-compile",
+            CATALOG_ENRICH: "reference:catalog-enrich",
+            EXTENSION_RUN: "reference:extension-sample",
+        },
+        follow_ups=(CATALOG_ENRICH, EXTENSION_RUN),
+        extensions=[{"name": "seo-lint", "version": "1.0.0"}],
         drain_grace_s=15.0,
     )
     roles = dict(config.roles)
-    compiler = roles[MARKDOWN_COMPILER]
-    kind = msgspec.structs.replace(compiler.kinds[MARKDOWN_COMPILE], limits=built_in)
-    roles[MARKDOWN_COMPILER] = msgspec.structs.replace(compiler, kinds={MARKDOWN_COMPILE: kind})
+    for role_name, role in roles.items():
+        kinds = {
+            name: msgspec.structs.replace(kind, limits=built_in.kind(name)[1].limits)
+            for name, kind in role.kinds.items()
+        }
+        roles[role_name] = msgspec.structs.replace(role, kinds=kinds)
     config = msgspec.structs.replace(config, roles=roles)
     js = nc.jetstream()
     async with running(config, list(ROLES)):
@@ -227,11 +234,15 @@ async def test_a_realistic_900kb_product_compiles_with_the_built_in_limits(
         blob = Blob(path=document["path"], blob_oid=git_blob_oid(data), content=document["content"])
         event = msgspec.structs.replace(make_event(3), blobs=[blob], changed_paths=[blob.path])
         await publish_event(js, topology, event)
-        (result,) = await eventually(
-            lambda: _results(nc, topology), lambda found: len(found) == 1, timeout_s=60
+        results = await eventually(
+            lambda: _results(nc, topology), lambda found: len(found) == 3, timeout_s=60
         )
         await wait_settled(js, config, list(ROLES))
-    (task,) = await _tasks(nc, topology)
-    assert task.limits.fuel > built_in.fuel, "the task got fuel for its size"
-    assert result.usage.fuel < task.limits.fuel
     assert await diagnostics(js, topology) == []
+    tasks = {task.kind: task for task in await _tasks(nc, topology)}
+    for result in results:
+        task = tasks[result.kind]
+        flat = built_in.kind(result.kind)[1].limits.fuel
+        assert task.limits.fuel > flat, f"{result.kind}: the task got fuel for its size"
+        assert result.usage.fuel < task.limits.fuel
+    assert results[0].output_ref is not msgspec.UNSET, "a 4 MB compile output goes by ref"

@@ -208,7 +208,8 @@ Per role R (prefix P, the policy's kinds K and publishes_tasks F of R):
             the audit stream (the status service reads audit trails) and of the slot streams'
             subjects (DIRECT.GET.<slot stream>.>: stored results); object store reads
             (STREAM.NAMES, STREAM.MSG.GET, CONSUMER.CREATE, flow control $JS.FC) of the
-            modules and content stores;
+            modules and content stores; puts into the content store ($O.<content>.C.> chunks,
+            $O.<content>.M.> meta: what does not fit one message travels by ref);
   subscribe its inbox _INBOX_R.>, the status service's $SRV.> and P.status.>; allow_responses.
 Nothing else: no stream/consumer deletion, no purge, no other role's or the control plane's
 subjects.
@@ -250,6 +251,7 @@ subjects.
 {{- range $o := $objects }}
 {{- $pub = concat $pub (list (printf "%s.STREAM.MSG.GET.%s" $api $o) (printf "%s.CONSUMER.CREATE.%s" $api $o) (printf "$JS.FC.%s.>" $o)) }}
 {{- end }}
+{{- $pub = concat $pub (list (printf "$O.%s.C.>" $t.content) (printf "$O.%s.M.>" $t.content)) }}
 {{- $sub := list (printf "_INBOX_%s.>" $role) "$SRV.>" (printf "%s.status.>" $p) }}
 {{- $_ := set $out $role (dict "publish" ($pub | uniq) "subscribe" $sub "allow_responses" true) }}
 {{- end }}
@@ -285,7 +287,7 @@ per-kind layout (reads them, copies into slots). No deletion. */}}
 {{- /* The operator: what the runbooks need (docs/operations.md). Reads everything, rewinds a
 role's durable, requeues dead letters, replays; never creates, updates, deletes or purges a
 stream. */}}
-{{- $op := list (printf "%s.INFO" $api) (printf "%s.STREAM.NAMES" $api) (printf "%s.STREAM.LIST" $api) }}
+{{- $op := list (printf "%s.INFO" $api) (printf "%s.STREAM.NAMES" $api) (printf "%s.STREAM.LIST" $api) (printf "$O.%s.C.>" $t.content) (printf "$O.%s.M.>" $t.content) }}
 {{- range $s := $allStreams }}
 {{- $op = concat $op (list (printf "%s.STREAM.INFO.%s" $api $s) (printf "%s.STREAM.MSG.GET.%s" $api $s) (printf "%s.DIRECT.GET.%s" $api $s) (printf "%s.DIRECT.GET.%s.>" $api $s) (printf "%s.CONSUMER.NAMES.%s" $api $s) (printf "%s.CONSUMER.LIST.%s" $api $s) (printf "%s.CONSUMER.INFO.%s.>" $api $s) (printf "%s.CONSUMER.CREATE.%s" $api $s) (printf "%s.CONSUMER.CREATE.%s.>" $api $s) (printf "$JS.FC.%s.>" $s)) }}
 {{- end }}

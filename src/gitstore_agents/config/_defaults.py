@@ -52,16 +52,39 @@ def builtin_defaults() -> dict[str, Any]:
                 },
                 "follow_ups": [CATALOG_ENRICH, EXTENSION_RUN],
             },
-            ENRICHER: {"kinds": {CATALOG_ENRICH: {"module": "reference:catalog-enrich"}}},
+            # A follow-up's input is the compile output, about 4.4x the product file.
+            # Measured: the enricher ~265 fuel per input byte, the sample extension ~75,
+            # both under 30 MiB of memory at the 4 MiB they read; twice that per MiB.
+            ENRICHER: {
+                "kinds": {
+                    CATALOG_ENRICH: {
+                        "module": "reference:catalog-enrich",
+                        "limits": _grown(fuel_per_mib=560_000_000, max_fuel=2_000_000_000),
+                    }
+                }
+            },
             EXTENSION_RUNNER: {
                 "kinds": {
                     EXTENSION_RUN: {
                         "module": "reference:extension-sample",
+                        "limits": _grown(fuel_per_mib=160_000_000, max_fuel=1_000_000_000),
                         "extensions": [{"name": "seo-lint", "version": "1.0.0"}],
                     }
                 }
             },
         }
+    }
+
+
+def _grown(*, fuel_per_mib: int, max_fuel: int) -> dict[str, Any]:
+    """Follow-up limits: today's flat defaults for a small input, grown per MiB of it."""
+    return {
+        "fuel": 200_000_000,
+        "timeout_ms": 2_000,
+        "memory_bytes": 64 * MIB,
+        "per_input_mib": {"fuel": fuel_per_mib, "timeout_ms": 1_000, "memory_bytes": 0},
+        "max_fuel": max_fuel,
+        "max_timeout_ms": 6_000,
     }
 
 

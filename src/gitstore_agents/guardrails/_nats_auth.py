@@ -272,6 +272,7 @@ def _role_permissions(policy: Policy, topology: Topology, role: str) -> Permissi
             f"{api}.CONSUMER.CREATE.{name}",
             f"$JS.FC.{name}.>",
         ]
+    publish += content_writes(topology)
     subscribe = [
         f"{inbox_prefix(role)}.>",
         # The status micro service every worker serves: discovery and its endpoints.
@@ -283,6 +284,18 @@ def _role_permissions(policy: Policy, topology: Topology, role: str) -> Permissi
         subscribe=tuple(subscribe),
         allow_responses=True,
     )
+
+
+def content_writes(topology: Topology) -> list[str]:
+    """Putting an object into the content store: its chunks, then its meta record.
+
+    Every role carries what does not fit one message by ref (a large task
+    input, a large result, its follow-ups' inputs), and so does the operator's
+    backfill. Not purge: an object is stored once under its digest and never
+    replaced, and a reader checks every object against the digest it is named by.
+    """
+    bucket = topology.content_bucket
+    return [f"$O.{bucket}.C.>", f"$O.{bucket}.M.>"]
 
 
 def _provisioner_permissions(topology: Topology) -> Permissions:
@@ -363,6 +376,7 @@ def _operator_permissions(topology: Topology) -> Permissions:
     streams = [c.name for c in topology.stream_configs() if c.name]
     buckets = [f"OBJ_{topology.modules_bucket}", f"OBJ_{topology.content_bucket}"]
     publish = [f"{api}.INFO", f"{api}.STREAM.NAMES", f"{api}.STREAM.LIST"]
+    publish += content_writes(topology)
     for name in [*streams, *buckets]:
         publish += [
             # Looking inside: stream info (and its subjects), one message by
