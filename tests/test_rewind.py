@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import msgspec
@@ -150,11 +152,11 @@ async def test_an_unchanged_durable_passes_and_a_rewind_start_is_not_drift(
     # A durable recreated from the role's settings at another start (rewind --recreate)
     # has the operator's deliver policy, which is not the role's to check.
     spec = role_consumer(config, MARKDOWN_COMPILER)
-    await rewind_consumer(js, spec, 7, recreate=True)
+    await rewind_consumer(js, spec, 1, recreate=True)
     info = await js.consumer_info(spec.stream, spec.durable)
     assert (info.config.deliver_policy, info.config.opt_start_seq) == (
         DeliverPolicy.BY_START_SEQUENCE,
-        7,
+        1,
     )
     async with running(config, [MARKDOWN_COMPILER]) as runtime:
         await _ready(runtime)
@@ -282,3 +284,46 @@ async def test_rewind_refuses_a_missing_durable_in_one_line(
         f"gitstore-agents: error: rewind-failed: consumer {topology.tasks_stream}/"
         f"{MARKDOWN_COMPILER} does not exist: run `gitstore-agents provision`"
     )
+
+
+async def test_rewind_refuses_a_sequence_past_the_end_of_the_stream(
+    nats_url: str, nc: Client, topology: Topology, tmp_path: Path
+) -> None:
+    # Accepted, the durable would skip every message stored before the stream got there.
+    config = runtime_config(nats_url, topology, tmp_path)
+    js = nc.jetstream()
+    await _provisioned(js, config)
+    await publish_event(js, topology, make_event(1))
+    path = write_config(tmp_path / "config.yaml", config)
+    code, out = await cli("rewind", "--role", PLANNER, "--to-seq", "999", "--config", str(path))
+    assert code == 1
+    assert out.strip().splitlines()[-1] == (
+        "gitstore-agents: error: rewind-failed: sequence 999 is past the end of "
+        f"{topology.events_stream} (last sequence 1): rewind to at most 2"
+    )
+    info = await js.consumer_info(topology.events_stream, PLANNER)
+    assert info.delivered.stream_seq == 0, "the durable is untouched"
+    # The end itself is a legal point: the next message stored.
+    rewound = await rewind_consumer(js, role_consumer(config, PLANNER), 2)
+    assert (rewound.seq, rewound.num_pending) == (2, 0)
+
+
+def test_a_duration_reaching_before_year_one_is_a_usage_error() -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gitstore_agents",
+            "rewind",
+            "--role",
+            PLANNER,
+            "--to-time",
+            "9999999d",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "reaches back before year 1" in done.stderr
+    assert "Traceback" not in done.stderr

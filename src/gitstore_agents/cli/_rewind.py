@@ -101,7 +101,12 @@ def _moment(text: str) -> dt.datetime:
     ago = _AGO.fullmatch(text.strip())
     if ago is not None:
         seconds = float(ago["amount"]) * _UNIT_S[ago["unit"]]
-        return dt.datetime.now(dt.UTC) - dt.timedelta(seconds=seconds)
+        try:
+            return dt.datetime.now(dt.UTC) - dt.timedelta(seconds=seconds)
+        except OverflowError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} reaches back before year 1: give a shorter duration"
+            ) from None
     try:
         moment = dt.datetime.fromisoformat(text.strip())
     except ValueError:

@@ -103,20 +103,52 @@ async def rewind_consumer(
         raise RewindError(
             f"consumer {where} does not exist: run `gitstore-agents provision`"
         ) from None
-    if recreate:
-        config = spec.apply(
-            ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=seq)
+    last = (await js.stream_info(spec.stream)).state.last_seq
+    if seq > last + 1:
+        # The server would accept it, and the role would skip every message
+        # stored before the stream reaches that sequence.
+        raise RewindError(
+            f"sequence {seq} is past the end of {spec.stream} (last sequence {last}): "
+            f"rewind to at most {last + 1}"
         )
-        await js.delete_consumer(spec.stream, spec.durable)
-        created = await js.add_consumer(spec.stream, config)
+    if recreate:
+        pending = await _recreate(js, spec, seq, info.config)
         method: RewindMethod = "recreate"
-        pending = created.num_pending or 0
     else:
         pending = await _reset(js, spec, seq, info.config)
         method = "reset"
     return Rewound(
         stream=spec.stream, durable=spec.durable, seq=seq, method=method, num_pending=pending
     )
+
+
+async def _recreate(
+    js: JetStreamContext, spec: ConsumerSpec, seq: int, previous: ConsumerConfig
+) -> int:
+    """Delete the durable and create it at ``seq`` with the role's settings.
+
+    If the create fails the durable is put back as it was, so a failed
+    rewind never leaves the role without its consumer.
+    """
+    where = f"{spec.stream}/{spec.durable}"
+    config = spec.apply(
+        ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=seq)
+    )
+    await js.delete_consumer(spec.stream, spec.durable)
+    try:
+        created = await js.add_consumer(spec.stream, config)
+    except (APIError, nats.errors.Error, TimeoutError) as exc:
+        try:
+            await js.add_consumer(spec.stream, previous)
+        except (APIError, nats.errors.Error, TimeoutError):
+            raise RewindError(
+                f"{where} was deleted and could not be created again ({exc!r}): run "
+                "`gitstore-agents provision` to create it with the role's settings"
+            ) from None
+        raise RewindError(
+            f"creating {where} at sequence {seq} failed ({exc!r}); it was put back as it was"
+        ) from None
+    return created.num_pending or 0
 
 
 async def _reset(js: JetStreamContext, spec: ConsumerSpec, seq: int, config: ConsumerConfig) -> int:
