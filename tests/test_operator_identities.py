@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import msgspec
 import nats.errors
 import pytest
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -109,7 +110,12 @@ async def test_every_runbook_step_runs_as_the_operator(  # noqa: PLR0915 (one ru
     errors: list[str] = []
     operator = await secure.connect(OPERATOR, errors)
     js = operator.jetstream(timeout=5.0)
-    config_file = write_config(tmp_path / "operator.yaml", secure.config_for(policy_file, OPERATOR))
+    # The operator's file as an operator writes it: provision_on_start left at its
+    # default (true), which a tool run must not act on (the operator may not provision).
+    operator_config = msgspec.structs.replace(
+        secure.config_for(policy_file, OPERATOR), provision_on_start=True
+    )
+    config_file = write_config(tmp_path / "operator.yaml", operator_config)
     configs = [(secure.config_for(policy_file, role), [role]) for role in ROLES]
     event = make_event(2)
     async with serving(configs):

@@ -133,7 +133,7 @@ def _with_runtime(
     async def go() -> int:
         runtime = Runtime(config)
         try:
-            await runtime.start(retry=False)
+            await runtime.start(retry=False, tool=True)
             return await body(runtime, window)
         finally:
             await runtime.close()

@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         runtime = Runtime(config, audit_as=OPERATOR)
         try:
             # A tool run fails at once where a worker would wait and retry.
-            await runtime.start(retry=False)
+            await runtime.start(retry=False, tool=True)
             report = await replay_stream(
                 runtime, args.stream, args.from_seq, to_seq=args.to_seq, verify=args.verify
             )

@@ -172,13 +172,19 @@ async def preview(
             runtime, handler, candidate_digest, _threaded_runner(runtime, pool)
         )
         pending: set[asyncio.Task[None]] = set()
-        async for derived in past_inputs(runtime, kind, window, report.skipped):
-            # A few runs queued per thread: the threads stay busy, memory stays bounded.
-            if len(pending) >= 4 * workers:
-                _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            pending.add(asyncio.create_task(comparison.compare(derived, report)))
-        if pending:
-            await asyncio.gather(*pending)
+        try:
+            async for derived in past_inputs(runtime, kind, window, report.skipped):
+                # A few runs queued per thread: the threads stay busy, memory stays bounded.
+                if len(pending) >= 4 * workers:
+                    done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                    for finished in done:
+                        finished.result()  # a comparison that raised ends the preview, loudly
+                pending.add(asyncio.create_task(comparison.compare(derived, report)))
+            if pending:
+                await asyncio.gather(*pending)
+        finally:
+            for task in pending:
+                task.cancel()
     segments = comparison.segments
     report.seconds = round(time.perf_counter() - started, 3)
     report.runs_per_s = round(report.inputs / report.seconds, 1) if report.seconds else 0.0

@@ -229,13 +229,18 @@ class Runtime:
         assert self._sandbox is not None, "build() creates the sandbox"
         return self._sandbox
 
-    async def start(self, stop: asyncio.Event | None = None, *, retry: bool = True) -> None:
+    async def start(
+        self, stop: asyncio.Event | None = None, *, retry: bool = True, tool: bool = False
+    ) -> None:
         """Connect, provision or verify, warm modules, build every role's worker.
 
         Retries while NATS is unreachable or the topology is missing (readiness
         says why) until ``stop`` is set; setting ``stop`` interrupts even a
         connection attempt. With ``retry=False`` (a tool run such as ``replay``)
-        the first failure is raised instead.
+        the first failure is raised instead. With ``tool=True`` (``replay``,
+        ``preview``, ``backfill``) the topology is only checked, whatever
+        ``provision_on_start`` says, and no durable is looked at: a tool consumes
+        from none, and the operator who runs it may change none.
 
         Raises:
             ConfigError: a module reference cannot be resolved (permanent).
@@ -265,7 +270,10 @@ class Runtime:
                 self._health.route("/metrics", metrics_text)
                 await self._health.start()
             await self._connect(stop, retry=retry)
-            await self._ensure_topology(stop, retry=retry)
+            if tool:
+                await verify(self.js, self.config, ())
+            else:
+                await self._ensure_topology(stop, retry=retry)
             await self.build()
             await self._start_status()
         except BaseException:
