@@ -176,6 +176,17 @@ async def test_a_tls_configuration_refuses_a_server_without_tls(
     assert "does not use TLS" in str(failed.value)
 
 
+async def test_any_tls_option_alone_asks_for_tls(nats_url: str, tmp_path: Path) -> None:
+    # A server name (or a key) without the other options: never the clear text.
+    for option in ({"tls_server_name": "nats.example.com"}, {"tls_key_file": "k.pem"}):
+        with pytest.raises((NatsUnreachableError, ConfigError)) as failed:
+            await connect(NatsSettings(url=nats_url, **option), name="t")
+        assert "TLS" in str(failed.value) or "tls_key_file" in str(failed.value), option
+    # A directory where a CA file belongs is named as such, before connecting.
+    with pytest.raises(ConfigError, match=f"nats.tls_ca_file {tmp_path}: a directory"):
+        await connect(NatsSettings(url=nats_url, tls_ca_file=str(tmp_path)), name="t")
+
+
 async def test_unreadable_tls_files_are_named_before_connecting(
     certificates: Certificates, tmp_path: Path
 ) -> None:

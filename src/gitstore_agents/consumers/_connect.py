@@ -75,10 +75,16 @@ def connect_options(settings: NatsSettings, *, name: str) -> dict[str, Any]:
 
 
 def uses_tls(settings: NatsSettings) -> bool:
-    """True when ``settings`` ask for TLS: a ``tls_*`` file, or a ``tls://`` URL."""
+    """True when ``settings`` ask for TLS: any ``tls_*`` setting, or a ``tls://`` URL.
+
+    A server name or a key alone asks for TLS too: connecting in the clear
+    because one TLS option was given without another would be the worst reading.
+    """
     return bool(
         settings.tls_ca_file
         or settings.tls_cert_file
+        or settings.tls_key_file
+        or settings.tls_server_name
         or any(url.startswith("tls://") for url in servers_of(settings))
     )
 
@@ -105,6 +111,12 @@ def tls_context(settings: NatsSettings) -> ssl.SSLContext | None:
             f"nats TLS files ({_tls_files(settings)}) cannot be used: "
             f"{getattr(exc, 'reason', None) or exc}; "
             f"{_CHECK_TLS}"
+        ) from None
+    except OSError as exc:
+        # A directory where a file was expected, a file that vanished since the check.
+        raise ConfigError(
+            f"nats TLS files ({_tls_files(settings)}) cannot be read: "
+            f"{exc.strerror or exc}: {exc.filename}; {_CHECK_TLS}"
         ) from None
     if not settings.tls_verify:
         context.check_hostname = False
@@ -301,8 +313,13 @@ def _check_readable(settings: NatsSettings) -> None:
         ("tls_cert_file", settings.tls_cert_file, "--tls-cert"),
         ("tls_key_file", settings.tls_key_file, "--tls-key"),
     ):
-        if path and not os.access(path, os.R_OK):
-            reason = "no such file" if not os.path.exists(path) else "not readable"
+        if path and not (os.path.isfile(path) and os.access(path, os.R_OK)):
+            if not os.path.exists(path):
+                reason = "no such file"
+            elif os.path.isdir(path):
+                reason = "a directory, not a file"
+            else:
+                reason = "not readable"
             raise ConfigError(f"nats.{field} {path}: {reason}; check {option} / nats.{field}")
 
 
