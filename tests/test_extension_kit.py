@@ -182,10 +182,15 @@ def test_sandbox_run_with_a_kind_applies_the_worker_checks(
     assert (code, report["outcome"], report["exit_code"]) == (1, "input-rejected", 65)
     code, report = run(echo_module(), "--kind", "extension.run")
     assert (code, report["outcome"]) == (0, "ok")
+    task = report["task"]
+    assert isinstance(task, dict)
+    report_fuel = task["limits"]["fuel"]
+    assert 200_000_000 <= report_fuel < 200_100_000
     assert report["task"] == {
         "kind": "extension.run",
         "path": "products/a.md",
-        "limits": {"fuel": 200_000_000, "memory_bytes": 64 << 20, "timeout_ms": 2000},
+        # The kind's built-in limits for an input this small: the base, grown by a few KiB.
+        "limits": {"fuel": report_fuel, "memory_bytes": 64 << 20, "timeout_ms": 2000},
         "policy": "built-in default policy",
     }
     # The output check only a task's kind brings: without --kind it is the module alone.
@@ -224,6 +229,7 @@ def test_tasks_new_scaffolds_a_project_with_the_helper_library(
     ("name", "lang", "occupied", "says"),
     [
         ("Title_Check", "c", False, "lower-case letters"),
+        ("title-check\n", "c", False, "lower-case letters"),
         ("title-check", "rust", False, "one of c, zig"),
         ("title-check", "c", True, "is not an empty directory"),
     ],
@@ -247,3 +253,22 @@ def test_sandbox_test_names_a_project_without_module_or_fixtures(
     (tmp_path / "m.wasm").write_bytes(echo_module())
     assert main(["sandbox", "test", str(tmp_path)]) == 1
     assert "holds no fixtures" in capsys.readouterr().err
+
+
+def test_scaffold_into_a_place_it_cannot_write_leaves_nothing_behind(tmp_path: Path) -> None:
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where a directory is needed")
+    with pytest.raises(ProjectError, match="cannot write the project"):
+        scaffold("title-check", "c", blocked / "project")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blocked"]
+
+
+def test_a_directory_named_like_a_fixture_is_not_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = _project(tmp_path, echo_module(), {"good.input.json": ECHO_INPUT})
+    (project / "fixtures" / "broken.input.json").mkdir()
+    code, out = _test(project, capsys, "--update")
+    assert code == 0, out
+    assert "good" in out
+    assert "broken" not in out

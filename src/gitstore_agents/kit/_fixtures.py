@@ -279,6 +279,8 @@ def find_fixtures(directory: Path) -> list[Fixture]:
     where = directory / "fixtures" if (directory / "fixtures").is_dir() else directory
     fixtures = []
     for path in sorted(where.glob(f"*{INPUT_SUFFIX}")):
+        if not path.is_file():
+            continue  # a directory that happens to be named like a fixture
         name = path.name.removesuffix(INPUT_SUFFIX)
         expected = [
             (where / f"{name}{suffix}", code)
@@ -308,7 +310,15 @@ async def run_fixtures(
 
 async def _test_one(checks: WorkerChecks, fixture: Fixture, *, update: bool) -> FixtureResult:
     name = fixture.name
-    data = fixture.input.read_bytes()
+    try:
+        data = fixture.input.read_bytes()
+    except OSError as exc:
+        return FixtureResult(
+            name=name,
+            passed=False,
+            code=ProjectError.code,
+            message=f"input {fixture.input}: {exc.strerror or exc}",
+        )
     try:
         stdin = canonical_input(data)
     except ValueError as exc:

@@ -50,7 +50,7 @@ def scaffold(name: str, lang: str, directory: Path) -> list[Path]:
     Raises:
         ProjectError: a bad name or language, or a non-empty directory.
     """
-    if not _NAME.match(name) or len(name) > 63:
+    if not _NAME.fullmatch(name) or len(name) > 63:
         raise ProjectError(
             f"name={name!r}: use lower-case letters, digits and '-' (at most 63, "
             "starting and ending with a letter or digit); it names the extension"
@@ -74,15 +74,26 @@ def scaffold(name: str, lang: str, directory: Path) -> list[Path]:
         planned[f"fixtures/{fixture.name}"] = _text(fixture, name)
     for file_name, helper in helper_files(lang).items():
         planned[f"gitstore/{file_name}"] = helper.read_bytes()
-    written = []
-    for relative, content in planned.items():
-        path = directory / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, bytes):
-            path.write_bytes(content)
-        else:
-            path.write_text(content, encoding="utf-8")
-        written.append(path)
+    written: list[Path] = []
+    try:
+        for relative, content in planned.items():
+            path = directory / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, bytes):
+                path.write_bytes(content)
+            else:
+                path.write_text(content, encoding="utf-8")
+            written.append(path)
+    except OSError as exc:
+        # Take back what was written, so the same command can simply run again.
+        for path in reversed(written):
+            path.unlink(missing_ok=True)
+        for parent in sorted({p.parent for p in written}, key=lambda p: -len(p.parts)):
+            if parent != directory.parent and parent.is_dir() and not any(parent.iterdir()):
+                parent.rmdir()
+        raise ProjectError(
+            f"cannot write the project into {directory}: {exc.strerror or exc}"
+        ) from None
     return written
 
 
