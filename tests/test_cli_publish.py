@@ -89,6 +89,7 @@ def test_an_invalid_event_is_refused_in_one_line_before_connecting(tmp_path: Pat
     run = run_cli("publish", str(bad), *nowhere)
     assert run.code == 1
     assert_one_error_line(run, "envelope-invalid", str(bad), "$.event_id")
+    assert run.stderr.count("envelope-invalid") == 1, "the code once, then the message"
 
     data = json.loads(GIT_EVENT.read_text())
     data["blobs"][0]["content"] += "tampered"

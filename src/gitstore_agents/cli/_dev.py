@@ -56,7 +56,10 @@ def register(commands: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Execute ``dev``."""
     configure_logging(json=False, level=args.log_level)
-    if args.demo and args.event is not None and not args.event.is_file():
+    if args.event is not None and not args.demo:
+        print("gitstore-agents dev: error: --event is the event --demo publishes", file=sys.stderr)
+        return 2
+    if args.event is not None and not args.event.is_file():
         print(f"gitstore-agents dev: error: --event {args.event} is not a file", file=sys.stderr)
         return 2
     # A configuration that cannot be read fails here, before a nats-server is

@@ -120,7 +120,7 @@ def _checked_event(data: bytes, path: Path) -> GitEvent:
     try:
         event = decode(data, GitEvent)
     except EnvelopeError as exc:
-        raise EnvelopeError(f"{path}: {exc}", field=exc.field, code=exc.code) from None
+        raise EnvelopeError(f"{path}: {exc.message}", field=exc.field, code=exc.code) from None
     for blob in event.blobs:
         if blob.content is not None:
             verify_blob(blob.path, blob.blob_oid, blob.content.encode())

@@ -294,7 +294,7 @@ async def run_dev(
     Returns:
         The process exit code.
     """
-    raw = await asyncio.to_thread(demo_event.read_bytes) if demo_event is not None else None
+    raw = await asyncio.to_thread(demo_event.read_bytes) if demo and demo_event else None
     event = decode(raw if raw is not None else sample_event(), GitEvent) if demo else None
     server = NatsServer(data_dir, port=port).start()
     config = dev_config(server.url, config_path)
