@@ -587,9 +587,24 @@ class FaultRun(Generic[ServersT]):
             await asyncio.sleep(0.1 if drained else 0.05)
         raise TimeoutError(f"not settled after {self.timeout_s}s; see {self.log}")
 
-    async def report(self, scenario: str) -> FaultReport:
-        """Stop the worker (drain) and count what the run left behind."""
+    async def report(self, scenario: str, timeout_s: float = 30.0) -> FaultReport:
+        """Stop the worker (drain) and count what the run left behind.
+
+        A cluster that just had a node killed may answer a read late (a
+        stream or meta leader being elected): the whole count is taken again
+        until it succeeds, for at most ``timeout_s``.
+        """
         self.stop_worker()
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                return await self._count(scenario)
+            except TRANSIENT:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
+
+    async def _count(self, scenario: str) -> FaultReport:
         js, config = self.js, self.config
         topology = config.topology
         subjects = topology.subjects
