@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from gitstore_agents.embedded import NatsServer
 from gitstore_agents.envelopes import sha256_digest
 
 from .wasm_modules import text_module
@@ -70,3 +71,25 @@ def test_the_demo_runs_anywhere_and_shows_a_changed_modules_results(tmp_path: Pa
             assert (output, digest) == (sha256_digest(ENRICHED_V2), new_module), (kind, path)
         else:
             assert (output, digest) == before[kind, path], "the extension did not change"
+
+
+def test_the_demo_never_runs_on_someone_elses_server(tmp_path: Path) -> None:
+    # A port taken by another nats-server: the bundled one cannot listen and exits
+    # after its log began. The demo must say so, not publish to the other server.
+    other = NatsServer(tmp_path / "other").start()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "gitstore_agents", "dev", "--demo", "--port", str(other.port)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        other.stop()
+    assert done.returncode == 1
+    assert done.stdout == ""
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("gitstore-agents: error: nats-server-failed: nats-server exited")
+    assert "address already in use" in line

@@ -23,6 +23,8 @@ from ..errors import GitStoreAgentsError
 
 _LISTENING = re.compile(r"Listening for client connections on (\S+):(\d+)")
 _READY = "Server is ready"
+# "[12345] 2026/12/06 10:26:20.805943 [FTL] " in front of what the server says.
+_LOG_PREFIX = re.compile(r"^\[\d+\] \S+ \S+ ")
 
 
 class NatsServerError(GitStoreAgentsError):
@@ -138,7 +140,7 @@ class NatsServer:
             text=True,
         )
         self._proc = proc
-        ready = threading.Event()
+        ready, answered = threading.Event(), threading.Event()
 
         def pump() -> None:
             assert proc.stderr is not None
@@ -149,18 +151,30 @@ class NatsServer:
                     self.port = int(match.group(2))
                 if _READY in line:
                     ready.set()
+                    answered.set()
             # EOF: the process is gone. Closing here, in the only reader, keeps an
             # unclosed-pipe ResourceWarning out of every test that stops a server.
             proc.stderr.close()
-            ready.set()
+            answered.set()
 
         self._pump = threading.Thread(target=pump, name="nats-server-log", daemon=True)
         self._pump.start()
-        if not ready.wait(timeout_s) or proc.poll() is not None:
-            self.stop()
-            tail = "\n".join(self._log)
-            raise NatsServerError(f"nats-server did not become ready within {timeout_s}s:\n{tail}")
-        return self
+        # Ready only when it said so: a server that could not listen (the port is
+        # taken) ends its log before it has exited, and another process may be
+        # answering on that port.
+        in_time = answered.wait(timeout_s)
+        if in_time and ready.is_set() and proc.poll() is None:
+            return self
+        self.stop()
+        # One line: what the server said last that matters (a fatal error, if any).
+        said = next(
+            (line for line in reversed(self._log) if "[FTL]" in line or "[ERR]" in line),
+            self._log[-1] if self._log else "(nothing)",
+        )
+        said = _LOG_PREFIX.sub("", said)
+        if in_time:
+            raise NatsServerError(f"nats-server exited before it was ready: {said}")
+        raise NatsServerError(f"nats-server was not ready within {timeout_s}s; it said: {said}")
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop gracefully (SIGTERM), escalating to SIGKILL."""
