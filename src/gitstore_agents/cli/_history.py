@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import datetime
 import json
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -14,7 +15,7 @@ import msgspec
 from ..config import Config
 from ..ops import BATCH, BackfillReport, PreviewReport, Window, backfill, count_line, preview
 from ..service import Runtime
-from ..telemetry import configure_logging
+from ..telemetry import LOG_LEVEL_ENV, configure_logging
 from ._config_args import add_connection_arguments, connection_config
 
 
@@ -46,6 +47,8 @@ def _window_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     add_connection_arguments(parser)
+    # A report, not a worker: the runtime's start and stop lines are noise here.
+    parser.set_defaults(log_level=os.environ.get(LOG_LEVEL_ENV, "WARNING"))
 
 
 def register(commands: Any) -> None:
