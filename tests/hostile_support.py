@@ -39,7 +39,6 @@ from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 
 from gitstore_agents.config import (
-    CATALOG_ENRICH,
     ENRICHER,
     EXTENSION_RUN,
     EXTENSION_RUNNER,
@@ -64,7 +63,7 @@ from gitstore_agents.sandbox import module_digest
 from gitstore_agents.service import Runtime
 
 from .hostile import wasm
-from .runtime_support import consumer_backlog, running, runtime_config
+from .runtime_support import REFERENCE_MODULES, consumer_backlog, running, runtime_config
 from .support import eventually, unique_topology
 from .wasm_modules import REJECTION
 
@@ -687,11 +686,7 @@ async def hostile_pipeline(nats_url: str, tmp_path: Path) -> AsyncIterator[Hosti
         nats_url,
         topology,
         tmp_path,
-        modules={
-            MARKDOWN_COMPILE: "reference:markdown-compile",
-            CATALOG_ENRICH: "reference:catalog-enrich",
-            EXTENSION_RUN: "reference:extension-sample",
-        },
+        modules=REFERENCE_MODULES,
         limits=KIND_LIMITS,
         extensions=extensions,
         policy_file=str(policy),

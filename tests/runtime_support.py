@@ -69,6 +69,14 @@ def write_module(tmp_path: Path, name: str, wasm: bytes) -> str:
     return f"file:{path}"
 
 
+REFERENCE_MODULES = {
+    MARKDOWN_COMPILE: "reference:markdown-compile",
+    CATALOG_ENRICH: "reference:catalog-enrich",
+    EXTENSION_RUN: "reference:extension-sample",
+}
+"""The packaged reference module of each kind (what the built-in configuration runs)."""
+
+
 def default_modules(tmp_path: Path) -> dict[str, str]:
     """One echo module per kind (distinct digests), as ``file:`` references."""
     return {

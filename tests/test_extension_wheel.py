@@ -21,16 +21,15 @@ import pytest
 from nats.aio.client import Client
 
 from gitstore_agents.config import (
-    CATALOG_ENRICH,
     EXTENSION_RUN,
     EXTENSION_RUNNER,
-    MARKDOWN_COMPILE,
     MARKDOWN_COMPILER,
     PLANNER,
     Topology,
 )
 
 from .runtime_support import (
+    REFERENCE_MODULES,
     make_event,
     publish_event,
     runtime_config,
@@ -146,11 +145,7 @@ async def test_an_author_ships_a_c_and_a_zig_extension_from_the_wheel(
         nats_url,
         topology,
         tmp_path,
-        modules={
-            MARKDOWN_COMPILE: "reference:markdown-compile",
-            CATALOG_ENRICH: "reference:catalog-enrich",
-            EXTENSION_RUN: "reference:extension-sample",
-        },
+        modules=REFERENCE_MODULES,
         follow_ups=(EXTENSION_RUN,),
         extensions=extensions,
     )

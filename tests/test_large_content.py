@@ -42,6 +42,7 @@ from gitstore_agents.envelopes import (
 from gitstore_agents.guardrails import Outbound, PublishBoundary
 
 from .runtime_support import (
+    REFERENCE_MODULES,
     default_modules,
     diagnostics,
     make_event,
@@ -211,11 +212,7 @@ async def test_a_realistic_900kb_product_compiles_and_is_enriched_with_the_built
         nats_url,
         topology,
         tmp_path,
-        modules={
-            MARKDOWN_COMPILE: "reference:markdown-compile",
-            CATALOG_ENRICH: "reference:catalog-enrich",
-            EXTENSION_RUN: "reference:extension-sample",
-        },
+        modules=REFERENCE_MODULES,
         follow_ups=(CATALOG_ENRICH, EXTENSION_RUN),
         extensions=[{"name": "seo-lint", "version": "1.0.0"}],
         drain_grace_s=15.0,
