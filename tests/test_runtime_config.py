@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from gitstore_agents.config import (
@@ -168,3 +170,16 @@ def test_nak_delay_compensates_for_the_consumer_backoff() -> None:
     assert nak_delay_for(0.0, consumer, 3) == 0.0, "no delay: a plain NAK, redelivered at once"
     assert nak_delay_for(2.0, (), 3) == 2.0, "a consumer without backoff waits what is asked"
     assert 0 < nak_delay_for(1.0, consumer, 3) < 0.01, "never a plain NAK when a delay is wanted"
+
+
+def test_the_documented_defaults_are_the_built_in_ones() -> None:
+    # docs/operations.md shows the configuration a worker runs with no file; a
+    # change to the built-in defaults must change that block too.
+    text = (Path(__file__).resolve().parent.parent / "docs" / "operations.md").read_text()
+    block = re.compile(r"```yaml\n(.*?)```", re.DOTALL).search(
+        text, text.index("runs with the defaults below.")
+    )
+    assert block is not None
+    documented = msgspec.yaml.decode(block.group(1).encode())
+    assert load_config(env={}, overrides=documented) == load_config(env={})
+    assert "per_input_mib" in block.group(1), "the block shows the limits that grow"

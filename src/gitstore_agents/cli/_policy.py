@@ -56,7 +56,8 @@ def register(commands: Any) -> None:
         "nats-config",
         help="print the nats-server authorization block the policy implies",
         description=(
-            "One user per identity (the policy's roles, provisioner, status-probe) with "
+            "One user per identity (the policy's roles, provisioner, status-probe, operator, "
+            "control-plane, audit-admin) with "
             "publish/subscribe permissions derived from the policy. Passwords: by default "
             "each user's password is the variable $GITSTORE_NATS_PASSWORD_<IDENTITY>, which "
             "nats-server reads from its environment at start (no secret in the output); "
