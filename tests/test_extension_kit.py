@@ -184,13 +184,14 @@ def test_sandbox_run_with_a_kind_applies_the_worker_checks(
     assert (code, report["outcome"]) == (0, "ok")
     task = report["task"]
     assert isinstance(task, dict)
-    report_fuel = task["limits"]["fuel"]
+    report_fuel, report_memory = task["limits"]["fuel"], task["limits"]["memory_bytes"]
     assert 200_000_000 <= report_fuel < 200_100_000
+    assert 64 << 20 <= report_memory < (64 << 20) + 8192
     assert report["task"] == {
         "kind": "extension.run",
         "path": "products/a.md",
         # The kind's built-in limits for an input this small: the base, grown by a few KiB.
-        "limits": {"fuel": report_fuel, "memory_bytes": 64 << 20, "timeout_ms": 2000},
+        "limits": {"fuel": report_fuel, "memory_bytes": report_memory, "timeout_ms": 2000},
         "policy": "built-in default policy",
     }
     # The output check only a task's kind brings: without --kind it is the module alone.

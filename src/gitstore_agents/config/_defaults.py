@@ -32,9 +32,9 @@ def builtin_defaults() -> dict[str, Any]:
                     MARKDOWN_COMPILE: {
                         "module": "reference:markdown-compile",
                         # Measured (python -m bench.fuel): at most ~222 fuel and
-                        # ~14.5 MiB of memory per input byte-MiB for realistic files;
-                        # twice that per MiB, so a 4 MiB product (the compiler's
-                        # stdin limit) fits, while a small one keeps a small budget.
+                        # ~14.5 MiB of memory per input MiB for realistic files; twice
+                        # the fuel per MiB, so an 8 MiB product (the sandbox's stdin
+                        # limit) fits, while a small one keeps a small budget.
                         "limits": {
                             "fuel": 20_000_000,
                             "timeout_ms": 2_000,
@@ -54,12 +54,13 @@ def builtin_defaults() -> dict[str, Any]:
             },
             # A follow-up's input is the compile output, about 4.4x the product file.
             # Measured: the enricher ~265 fuel per input byte, the sample extension ~75,
-            # both under 30 MiB of memory at the 4 MiB they read; twice that per MiB.
+            # ~7 and ~5 MiB of memory per input MiB; twice the fuel per MiB, up to the
+            # 8 MiB a module reads.
             ENRICHER: {
                 "kinds": {
                     CATALOG_ENRICH: {
                         "module": "reference:catalog-enrich",
-                        "limits": _grown(fuel_per_mib=560_000_000, max_fuel=2_000_000_000),
+                        "limits": _grown(fuel_per_mib=560_000_000, max_fuel=2_500_000_000),
                     }
                 }
             },
@@ -82,9 +83,10 @@ def _grown(*, fuel_per_mib: int, max_fuel: int) -> dict[str, Any]:
         "fuel": 200_000_000,
         "timeout_ms": 2_000,
         "memory_bytes": 64 * MIB,
-        "per_input_mib": {"fuel": fuel_per_mib, "timeout_ms": 1_000, "memory_bytes": 0},
+        "per_input_mib": {"fuel": fuel_per_mib, "timeout_ms": 1_000, "memory_bytes": 8 * MIB},
         "max_fuel": max_fuel,
         "max_timeout_ms": 6_000,
+        "max_memory_bytes": 128 * MIB,
     }
 
 

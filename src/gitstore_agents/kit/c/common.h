@@ -22,7 +22,7 @@
 /* Deepest JSON nesting accepted on stdin (objects and arrays both count). */
 #define JSON_MAX_DEPTH 128
 /* Largest stdin accepted, in bytes (markdown-compile needs at most ~15x that: bench/fuel.py). */
-#define MAX_INPUT_BYTES (4u * 1024u * 1024u)
+#define MAX_INPUT_BYTES (8u * 1024u * 1024u)
 /* Errors beyond this many are dropped (the first ones are kept). */
 #define MAX_ERRORS 100
 /* Largest integer emitted as a JSON number (2^53 - 1, exact in every language). */
