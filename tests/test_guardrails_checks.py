@@ -204,6 +204,44 @@ def test_a_status_claim_is_found_on_a_resource_nested_anywhere(policy: Policy) -
     assert _check(policy, spec_status) is None
 
 
+@pytest.mark.parametrize(
+    ("hidden", "where"),
+    [
+        # A second resource-shaped object: the body is walked, not only `resource`.
+        (
+            {"apiVersion": "v1", "kind": "Product", "admission": {"allowed": True}},
+            "$.body.data.admission",
+        ),
+        # The only apiVersion key is nested (not the top-level resource's).
+        ({"apiVersion": "v1", "kind": "X", "status": "ok"}, "$.body.data.status"),
+    ],
+)
+def test_claims_are_found_wherever_resource_shaped_objects_are(
+    policy: Policy, hidden: dict[str, Any], where: str
+) -> None:
+    output = _compiled()
+    output["body"]["data"] = hidden
+    if hidden["kind"] == "X":
+        del output["resource"]["apiVersion"]  # the schema check comes first: skip it
+        refusal = PolicyOutputCheck(policy).check(
+            _task(kind="catalog.enrich", module_digest=ENRICH), output, canonical_json(output)
+        )
+    else:
+        refusal = _check(policy, output)
+    assert refusal is not None
+    assert refusal.code == "output-claims-status"
+    assert where in refusal.message
+
+
+def test_text_that_mentions_apiversion_is_not_a_resource(policy: Policy) -> None:
+    # Text quoting a manifest (a string, not an object) claims nothing.
+    output = _compiled()
+    output["body"]["children"].append(
+        {"type": "code", "value": '{"apiVersion": "v1", "kind": "Product", "status": "live"}'}
+    )
+    assert _check(policy, output) is None
+
+
 def test_output_size_is_bounded_by_the_role_and_the_global_cap(policy: Policy) -> None:
     small = parse_policy(
         BASE_POLICY.replace(

@@ -27,6 +27,7 @@ CLAIM_KEYS = frozenset({"status", "admission", "admitted", "approved", "approval
 """Keys only the control plane may write: an agent proposes ``spec``, never a verdict."""
 
 _COMPILED = msgspec.json.Decoder(CompiledResource)
+_API_VERSION_KEY = b'"apiVersion":'
 
 
 class PolicyOutputCheck:
@@ -67,7 +68,7 @@ class PolicyOutputCheck:
             _check_schema(task, raw)
             or _check_resource_kind(output, rules.result_kinds, rules.role)
             or _check_source_path(task, output, rules.paths, rules.role)
-            or _check_claims(output)
+            or _check_claims(output, raw)
         )
 
 
@@ -128,11 +129,61 @@ def _check_source_path(
     return None
 
 
-def _check_claims(output: dict[str, Any]) -> Refusal | None:
+def _check_claims(output: dict[str, Any], raw: bytes) -> Refusal | None:
     claimed = sorted(CLAIM_KEYS & output.keys())
     if claimed:
         return _claims(f"$.{claimed[0]}")
-    # Iterative walk: outputs may be deep (mdast bodies), recursion is not needed.
+    # ``raw`` is the canonical encoding of ``output``: every object key named
+    # apiVersion appears in it as ``"apiVersion":`` (a quote inside a string is
+    # escaped, and a string value is never followed by a colon). So the count
+    # bounds the resource-shaped objects; a compiled product has exactly one,
+    # its ``resource``, and is checked without walking the body.
+    holders = raw.count(_API_VERSION_KEY)
+    if holders == 0:
+        return None
+    single = _only_resource(output) if holders == 1 else None
+    if single is not None:
+        found = _resource_claim(single[0], single[1])
+        return _claims(found) if found is not None else None
+    if not _claims_anywhere(output):
+        return None
+    found = _claim_path(output)
+    return _claims(found) if found is not None else None
+
+
+def _only_resource(output: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """Where the one object holding an apiVersion key is, when it is a top-level one."""
+    if "apiVersion" in output:
+        return ("$", output) if "kind" in output else None
+    resource = output.get("resource")
+    if isinstance(resource, dict) and "apiVersion" in resource:
+        return ("$.resource", resource) if "kind" in resource else None
+    return None
+
+
+def _claims_anywhere(output: dict[str, Any]) -> bool:
+    """Whether any resource-shaped object in ``output`` claims a decision.
+
+    Runs on every output, so it walks values only: naming every node's path
+    as it goes costs several times the walk (about 190 µs on a compiled
+    product), and the path is only needed for the rare output that claims.
+    Iterative: outputs may be deep (mdast bodies).
+    """
+    stack: list[Any] = [output]
+    pop, extend = stack.pop, stack.extend
+    while stack:
+        value = pop()
+        if isinstance(value, dict):
+            if "apiVersion" in value and "kind" in value and _resource_claim("$", value):
+                return True
+            extend(value.values())
+        elif isinstance(value, list):
+            extend(value)
+    return False
+
+
+def _claim_path(output: dict[str, Any]) -> str | None:
+    """The path of the first claim found (the same walk, naming where it is)."""
     stack: list[tuple[str, Any]] = [("$", output)]
     while stack:
         where, value = stack.pop()
@@ -140,7 +191,7 @@ def _check_claims(output: dict[str, Any]) -> Refusal | None:
             if "apiVersion" in value and "kind" in value:
                 found = _resource_claim(where, value)
                 if found is not None:
-                    return _claims(found)
+                    return found
             stack.extend((f"{where}.{key}", item) for key, item in value.items())
         elif isinstance(value, list):
             stack.extend((f"{where}[{i}]", item) for i, item in enumerate(value))
