@@ -8,7 +8,7 @@ import signal
 from typing import Any
 
 from ..config import ROLES
-from ..service import Runtime
+from ..service import Runtime, settle_heap
 from ..telemetry import configure_logging
 from ._config_args import add_connection_arguments, connection_config
 
@@ -53,6 +53,7 @@ async def serve(runtime: Runtime) -> int:
             if stop.is_set():
                 return 0  # asked to stop while still starting
             raise
+        settle_heap()
         await runtime.run(stop)
     finally:
         await runtime.close()

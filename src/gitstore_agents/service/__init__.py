@@ -6,6 +6,7 @@ modules, handlers, pull workers), serves ``/healthz``, ``/readyz`` and
 (``StatusService``) while it runs.
 """
 
+from ._collector import YOUNG_THRESHOLD, settle_heap
 from ._health import HealthPortError, HealthServer
 from ._runtime import AdmissionFactory, Runtime, default_worker_id
 from ._status import (
@@ -27,6 +28,7 @@ __all__ = [
     "STATUS_SERVICE",
     "STATUS_VERSION",
     "TRACE_ID_HEADER",
+    "YOUNG_THRESHOLD",
     "AdmissionFactory",
     "EventStatus",
     "HealthPortError",
@@ -38,5 +40,6 @@ __all__ = [
     "StatusService",
     "TaskStatus",
     "default_worker_id",
+    "settle_heap",
     "status_subject",
 ]
