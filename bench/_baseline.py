@@ -96,6 +96,8 @@ async def run_baseline(
             p99_ms=percentile(latency, 99),
             peak_rss_mb=rss,
             notes=notes,
+            worker_us=meter.worker_us,
+            server_us=meter.server_us,
         )
     finally:
         await nc.close()

@@ -35,6 +35,10 @@ class RowResult:
     p99_ms: float
     peak_rss_mb: float
     notes: list[str] = field(default_factory=list)
+    worker_us: float = float("nan")
+    """Worker CPU per message (all processes) while draining."""
+    server_us: float = float("nan")
+    """nats-server CPU per message while draining."""
 
 
 class BenchServer:
@@ -318,6 +322,8 @@ class CpuMeter:
         self._server = server
         self._pids = [w.proc.pid for w in workers]
         self._began = (0.0, 0.0, 0.0, 0.0)
+        self.worker_us = float("nan")
+        self.server_us = float("nan")
 
     def _now(self) -> tuple[float, float, float, float]:
         workers = sum(cpu_seconds(pid) for pid in self._pids)
@@ -338,6 +344,9 @@ class CpuMeter:
         server = (now[2] - self._began[2]) / wall
         machine = (now[3] - self._began[3]) / wall
         per_message = worker_s / messages * 1e6 if messages else float("nan")
+        self.worker_us = per_message
+        if messages:
+            self.server_us = (now[2] - self._began[2]) / messages * 1e6
         return (
             f"while draining: worker(s) {worker_s / wall:.2f} cores "
             f"({per_message:,.0f} us CPU per message), nats-server {server:.2f}, "

@@ -299,6 +299,7 @@ async def _measure(
     await publish_all(js, backlog)
     await js.pause_consumer(durable_stream, durable, "2999-01-01T00:00:00Z")
     notes: list[str] = []
+    meter = CpuMeter(bench, [])
     try:
         await workers.start()
         meter = CpuMeter(bench, workers.procs)
@@ -333,6 +334,8 @@ async def _measure(
         p99_ms=percentile(latency, 99),
         peak_rss_mb=sum(rss),
         notes=notes,
+        worker_us=meter.worker_us,
+        server_us=meter.server_us,
     )
 
 

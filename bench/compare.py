@@ -92,7 +92,28 @@ def targets(rows: list[RowResult], *, fsync: str = "always") -> list[str]:
             continue
         verdict = "met" if value >= wanted else "NOT met"
         lines.append(f"{what:<36} {value:5.2f}x  (target >= {wanted:g}x: {verdict})")
+    if fsync == "always" and two is not None:
+        lines += scaling_ceiling(one, os.cpu_count() or 1)
     return lines
+
+
+def scaling_ceiling(one: RowResult | None, cores: int) -> list[str]:
+    """The most a second process could add, from what one process and the server cost.
+
+    Every event costs the workers ``W`` and nats-server ``S`` of CPU, so the
+    machine's cores drain at most ``cores / (W + S)`` events a second, however
+    many processes run; one process already drains ``x1``. Their ratio bounds
+    the 1 -> N scaling (above it only if a process got cheaper per event).
+    """
+    if one is None or math.isnan(one.worker_us) or math.isnan(one.server_us):
+        return []
+    per_event = one.worker_us + one.server_us
+    ceiling = cores / (per_event / 1e6) / one.msgs_per_s
+    return [
+        f"{'markdown-compile 1 -> 2 ceiling here':<36} {ceiling:5.2f}x  ({cores} cores / "
+        f"(worker {one.worker_us:,.0f} + nats-server {one.server_us:,.0f} us CPU per event) "
+        f"/ x1's {one.msgs_per_s:,.0f} events/s)"
+    ]
 
 
 async def run(args: argparse.Namespace) -> tuple[list[RowResult], list[float]]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
-from bench.compare import parse_args, report, run
+from bench._harness import RowResult
+from bench.compare import parse_args, report, run, scaling_ceiling
 
 pytestmark = pytest.mark.slow
 
@@ -44,6 +45,18 @@ async def test_the_comparison_prints_every_row_with_ratios_and_targets() -> None
     assert "latency samples" not in out
     assert "peak RSS is the sum of" in out
     assert "markdown-compile 1 -> 2 processes" in out
+    # The bound a second process can reach, from the CPU per event of one.
+    ceiling = out.split("markdown-compile 1 -> 2 ceiling here")[1]
+    assert float(ceiling.split("x")[0]) > 0
+    assert "us CPU per event" in ceiling
     assert "no-op vs raw nats-py" in out
     ratio = float(out.split("no-op vs raw nats-py")[1].split("x")[0])
     assert not math.isnan(ratio)
+
+
+def test_the_scaling_ceiling_is_the_machine_rate_over_one_process_rate() -> None:
+    # 1,000 + 250 us per event on 2 cores: at most 1,600 events/s; one process does 800.
+    one = RowResult("x1", 800.0, 1.0, 2.0, 50.0, worker_us=1000.0, server_us=250.0)
+    (line,) = scaling_ceiling(one, 2)
+    assert " 2.00x " in line
+    assert scaling_ceiling(RowResult("x1", 800.0, 1.0, 2.0, 50.0), 2) == []
