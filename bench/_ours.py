@@ -88,6 +88,8 @@ NOOP_WAT = """
     (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))
 """
 
+WITHOUT_AUDIT_TRAIL = "bench.workers.without_audit_trail"
+
 NOOP_ROW = "ours: no-op task"
 COMPILE_ROW = "ours: markdown-compile x{n}"
 
@@ -106,6 +108,8 @@ class OurSettings:
         planner_concurrency: Events in flight in the planner per process.
         log_level: The workers' ``--log-level`` (production: INFO).
         profile_dir: Run each worker under pyinstrument and write its report here.
+        audit_trail: False runs ``bench.workers.without_audit_trail`` instead of
+            ``gitstore_agents``: a what-if that measures what the trail costs.
     """
 
     concurrency: int = 64
@@ -115,6 +119,7 @@ class OurSettings:
     planner_concurrency: int = 32
     log_level: str = "INFO"
     profile_dir: Path | None = None
+    audit_trail: bool = True
 
 
 def noop_wasm() -> bytes:
@@ -225,7 +230,8 @@ class Workers:
             cli += ["--log-level", self.settings.log_level]
             for role in self.roles:
                 cli += ["--role", role]
-            argv = python_module("gitstore_agents", *cli)
+            entry = "gitstore_agents" if self.settings.audit_trail else WITHOUT_AUDIT_TRAIL
+            argv = python_module(entry, *cli)
             if self.settings.profile_dir is not None:
                 self.settings.profile_dir.mkdir(parents=True, exist_ok=True)
                 report = self.settings.profile_dir / f"{self.label}-{number + 1}.txt"

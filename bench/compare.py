@@ -38,6 +38,8 @@ NOOP_VS_FASTSTREAM = 1.2
 COMPILE_VS_RAW = 0.3
 COMPILE_SCALING = 1.7
 
+WHAT_IF_NO_AUDIT = "our workers store no audit records (not a configuration; targets do not count)"
+
 
 def _fmt(value: float, digits: int = 0) -> str:
     return "n/a" if math.isnan(value) else f"{value:,.{digits}f}"
@@ -125,6 +127,7 @@ async def run(args: argparse.Namespace) -> tuple[list[RowResult], list[float]]:
         compile_concurrency=args.compile_concurrency,
         log_level=args.worker_log_level,
         profile_dir=args.profile,
+        audit_trail=not args.without_audit_trail,
     )
     common = {
         "messages": args.messages,
@@ -248,6 +251,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="run our workers under pyinstrument; a text report per process goes to DIR",
     )
     parser.add_argument(
+        "--without-audit-trail",
+        action="store_true",
+        help="what-if, not a configuration: our workers do not store decision records "
+        "(measures what the audit trail costs; the targets do not count)",
+    )
+    parser.add_argument(
         "--fsync",
         choices=["always", "periodic"],
         default="always",
@@ -268,6 +277,7 @@ def report(args: argparse.Namespace, rows: list[RowResult], probes: list[float])
         f"ours: no-op concurrency={args.concurrency} batch={args.batch}; "
         f"markdown-compile concurrency={args.compile_concurrency} per process, follow-ups off; "
         f"worker log level {args.worker_log_level}",
+        *([f"WHAT-IF: {WHAT_IF_NO_AUDIT}"] if args.without_audit_trail else []),
         render(rows),
         *targets(rows, fsync=args.fsync),
     ]
